@@ -1,0 +1,55 @@
+# airflow-mesh: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+STACK := $(PY) stack/stack.py
+DEMO_HOME := .stack/airflow
+# Services that `make test` / `make demo` started themselves, and so stop at the end.
+STARTED := .stack/run/started-by-make
+
+.PHONY: install up down status test unit demo lock clean
+
+$(INSTALLED): pyproject.toml requirements/airflow.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q uv
+	$(PY) -m uv pip install --python $(PY) -r requirements/airflow.lock
+	$(PY) -m uv pip install --python $(PY) --no-deps -e .
+	touch $(INSTALLED)
+
+install: $(INSTALLED)  ## the Airflow virtualenv with airflow-mesh installed (editable)
+
+up: install  ## start the local stack (idempotent) and wait until every service is healthy
+	@$(STACK) up
+
+down:  ## stop what `make up` started
+	@if [ -x $(PY) ]; then $(STACK) down; else python3 stack/stack.py down; fi
+
+status:
+	@$(STACK) status || true
+
+unit: install  ## unit tests only: no services needed
+	$(PY) -m pytest -m "not integration" tests
+
+test: install  ## the whole suite against the real stack; stops what it started
+	$(STACK) up --started-file $(STARTED)
+	status=0; $(PY) -m pytest tests || status=$$?; \
+	$(STACK) down --started-file $(STARTED); exit $$status
+
+demo: install  ## the demo pipeline through the real stack, step by step; the stack stays up
+	@$(STACK) up
+	@set -a; . .stack/connections.env; set +a; \
+	export AIRFLOW_HOME=$(CURDIR)/$(DEMO_HOME) AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags; \
+	$(PY) -m airflow db migrate > .stack/logs/demo.log 2>&1 && \
+	$(PY) dags/mesh_demo.py >> .stack/logs/demo.log 2>&1; status=$$?; \
+	grep -E '^(step [0-9]|mesh_demo finished)' .stack/logs/demo.log; \
+	if [ $$status -ne 0 ]; then tail -40 .stack/logs/demo.log; fi; \
+	echo "full log: .stack/logs/demo.log; Flink UI: http://127.0.0.1:8081; stop the stack with: make down"; exit $$status
+
+lock:  ## re-resolve the locked dependency sets after changing pyproject.toml or requirements/flink.in
+	$(PY) -m uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements/airflow.lock
+	$(PY) -m uv pip compile requirements/flink.in --python-version 3.11 -o requirements/flink.lock
+
+clean: down  ## remove everything the stack and the virtualenv wrote
+	rm -rf .stack $(VENV)

@@ -1,0 +1,37 @@
+"""Provider metadata that Airflow's ProvidersManager reads through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_mesh import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe airflow-mesh to Airflow.
+
+    Returns:
+        The provider-info mapping (package name, name, description, versions, and the hooks,
+        operators, sensors, triggers and connection types the package contributes).
+    """
+    return {
+        "package-name": "airflow-mesh",
+        "name": "Airflow Mesh",
+        "description": "Airflow as the control plane of a data mesh: Debezium CDC connectors on Kafka Connect, "
+        "Flink stream processors, Avro schema contracts and verified datastore backfills.",
+        "versions": [__version__],
+        "integrations": [
+            {"integration-name": "Apache Flink (REST)", "external-doc-url": "https://flink.apache.org/",
+             "tags": ["apache"]},
+        ],
+        "hooks": [
+            {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_mesh.hooks.flink"]},
+        ],
+        "operators": [],
+        "sensors": [],
+        "triggers": [],
+        "connection-types": [
+            {"hook-class-name": "airflow_mesh.hooks.flink.FlinkHook", "connection-type": "flink"},
+        ],
+        "extra-links": [],
+    }

@@ -1,0 +1,669 @@
+#!/usr/bin/env python3
+"""Start, stop and inspect the local airflow-mesh stack: real services on 127.0.0.1.
+
+``python stack/stack.py up|down|status|env``
+
+Everything the stack writes (downloaded jars, the Flink virtualenv, data, logs, pid files) lives under
+``.stack/`` at the project root. Versions are pinned in ``stack/versions.env``; ports can be moved with
+``MESH_*_PORT`` environment variables. ``up`` installs what is missing (Maven Central, PyPI, Debian's
+packages), leaves services that already run alone, and waits until each answers its health check;
+``down`` stops, by pid, only what ``up`` started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK_SRC = ROOT / "stack"
+STATE = Path(os.environ.get("MESH_STACK_DIR", ROOT / ".stack")).resolve()
+RUN = STATE / "run"
+LOGS = STATE / "logs"
+JVM = STATE / "jvm"
+FLINK_VENV = STATE / "flink-venv"
+CONNECTIONS_ENV = STATE / "connections.env"
+HOST = "127.0.0.1"
+
+
+class StackError(RuntimeError):
+    """A service could not be installed, started or reached."""
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for line in (STACK_SRC / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            versions[key.strip()] = value.strip()
+    return versions
+
+
+VERSIONS = _versions()
+PORTS = {
+    "postgres": int(os.environ.get("MESH_PG_PORT", "55432")),
+    "kafka": int(os.environ.get("MESH_KAFKA_PORT", "9092")),
+    "kafka-controller": int(os.environ.get("MESH_KAFKA_CONTROLLER_PORT", "9093")),
+    "connect": int(os.environ.get("MESH_CONNECT_PORT", "8083")),
+    "flink": int(os.environ.get("MESH_FLINK_PORT", "8081")),
+    "flink-rpc": int(os.environ.get("MESH_FLINK_RPC_PORT", "6123")),
+}
+PG_DB, PG_USER, PG_PASSWORD = "mesh", "mesh", "mesh"
+
+
+def log(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run a command, raising StackError with its output when it fails."""
+    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise StackError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return result
+
+
+# --------------------------------------------------------------------------- installs
+
+
+def find_java(min_major: int = 17) -> Path:
+    """The java binary to use: $JAVA_HOME, then `java` on PATH, then any JDK under /usr/lib/jvm."""
+    candidates: list[Path] = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(Path(os.environ["JAVA_HOME"]) / "bin" / "java")
+    if shutil.which("java"):
+        candidates.append(Path(shutil.which("java")).resolve())
+    candidates += sorted(Path("/usr/lib/jvm").glob("*/bin/java"))
+    for java in candidates:
+        if java.exists() and _java_major(java) >= min_major:
+            return java
+    raise StackError(f"no Java {min_major}+ found (looked at $JAVA_HOME, PATH and /usr/lib/jvm)")
+
+
+def _java_major(java: Path) -> int:
+    out = subprocess.run([str(java), "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not match:
+        return 0
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 else major
+
+
+def _maven_profile(profile: str, dest: Path, extra: list[str] | None = None) -> None:
+    """Copy one profile of stack/pom.xml (a set of jars) into dest; skipped when already done."""
+    props = {
+        "kafka.version": VERSIONS["KAFKA_VERSION"],
+        "kafka.scala.version": VERSIONS["KAFKA_SCALA_VERSION"],
+        "debezium.version": VERSIONS["DEBEZIUM_VERSION"],
+        "flink.kafka.connector.version": VERSIONS["FLINK_KAFKA_CONNECTOR_VERSION"],
+        "log4j.version": VERSIONS["LOG4J_VERSION"],
+        "slf4j.version": VERSIONS["SLF4J_VERSION"],
+    }
+    stamp = hashlib.sha256(json.dumps([profile, props, extra]).encode()).hexdigest()
+    marker = dest / ".complete"
+    if marker.exists() and marker.read_text() == stamp:
+        return
+    if not shutil.which("mvn"):
+        _apt_install("maven")
+    log(f"downloading {profile} jars from Maven Central into {dest.relative_to(ROOT)}")
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    cmd = ["mvn", "-q", "-B", "-f", str(STACK_SRC / "pom.xml"), "-P", profile,
+           "dependency:copy-dependencies", f"-DoutputDirectory={dest}", "-DincludeScope=runtime"]
+    cmd += [f"-D{k}={v}" for k, v in props.items()] + (extra or [])
+    run(cmd)
+    marker.write_text(stamp)
+
+
+def install_jvm_parts() -> None:
+    """Kafka + Connect classpath, the Debezium plugin, Flink's Kafka SQL connector."""
+    _maven_profile("kafka", JVM / "kafka")
+    _maven_profile("debezium-postgres", JVM / "connect-plugins" / "debezium-connector-postgres",
+                   ["-DexcludeGroupIds=org.apache.kafka,org.slf4j"])
+    _maven_profile("flink-kafka", JVM / "flink-connectors")
+
+
+def _apt_install(*packages: str) -> None:
+    if os.geteuid() != 0:
+        raise StackError(f"missing Debian packages {packages}: run `sudo apt-get install {' '.join(packages)}`")
+    log(f"installing Debian packages: {' '.join(packages)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run(["apt-get", "update", "-q"], env=env)
+    run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], env=env)
+
+
+def postgres_bin() -> Path:
+    """The bin directory of the newest Debian PostgreSQL server, installed if missing."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        _apt_install("postgresql")
+        return postgres_bin()
+    return found[-1].parent
+
+
+def install_flink() -> Path:
+    """Flink from PyPI's apache-flink, in its own virtualenv (it conflicts with Airflow's pins)."""
+    lock = ROOT / "requirements" / "flink.lock"
+    stamp = hashlib.sha256(lock.read_bytes() + VERSIONS["FLINK_VERSION"].encode()).hexdigest()
+    marker = FLINK_VENV / ".complete"
+    if not (marker.exists() and marker.read_text() == stamp):
+        log(f"installing apache-flink=={VERSIONS['FLINK_VERSION']} into {FLINK_VENV.relative_to(ROOT)}")
+        shutil.rmtree(FLINK_VENV, ignore_errors=True)
+        run([sys.executable, "-m", "venv", str(FLINK_VENV)])
+        py = str(FLINK_VENV / "bin" / "python")
+        run([py, "-m", "pip", "install", "-q", "uv"])
+        run([py, "-m", "uv", "pip", "install", "--python", py, "-r", str(lock),
+             f"apache-flink=={VERSIONS['FLINK_VERSION']}"])
+        marker.write_text(stamp)
+    return flink_home()
+
+
+def flink_home() -> Path:
+    return next((FLINK_VENV / "lib").glob("python3*/site-packages/pyflink"))
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Service:
+    """One process of the stack: how to prepare, start, health-check and stop it."""
+
+    name: str
+    address: str
+    command: Callable[[], list[str]]
+    healthy: Callable[[], bool]
+    prepare: Callable[[], None] = lambda: None
+    after_start: Callable[[], None] = lambda: None
+    env: Callable[[], dict[str, str]] = dict
+    user: str | None = None
+    stop_signal: int = signal.SIGTERM
+    start_timeout: float = 180.0
+    depends_on: list[str] = field(default_factory=list)
+
+    @property
+    def pid_file(self) -> Path:
+        return RUN / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return LOGS / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid `up` recorded, if that very process (same start time) is still alive."""
+        try:
+            pid, started = (int(x) for x in self.pid_file.read_text().split())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _start_time(pid) == started else None
+
+    def start(self) -> int:
+        self.prepare()
+        LOGS.mkdir(parents=True, exist_ok=True)
+        RUN.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as out:
+            proc = subprocess.Popen(
+                self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env()}, cwd=STATE, start_new_session=True,
+                user=self.user, group=self.user,
+            )
+        self.pid_file.write_text(f"{proc.pid} {_start_time(proc.pid)}")
+        return proc.pid
+
+    def wait_healthy(self, pid: int) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if _start_time(pid) is None:
+                tail = self.log_file.read_text(errors="replace")[-3000:]
+                raise StackError(f"{self.name} exited during start-up; end of {self.log_file}:\n{tail}")
+            if self.healthy():
+                return
+            time.sleep(1)
+        raise StackError(f"{self.name} did not become healthy in {self.start_timeout:.0f}s; see {self.log_file}")
+
+    def stop(self) -> bool:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.killpg(pid, self.stop_signal)
+        deadline = time.monotonic() + 60
+        while _start_time(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if _start_time(pid) is not None:
+            log(f"{self.name} ignored signal {self.stop_signal}; killing it")
+            os.killpg(pid, signal.SIGKILL)
+        # Children that outlived their leader (e.g. a Flink Python worker) go with the group.
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _start_time(pid: int) -> int | None:
+    """Process start time in clock ticks (field 22 of /proc/PID/stat); None when not running."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def _http_json(url: str) -> object | None:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+PG_DIR = STATE / "postgres"
+PG_DATA = PG_DIR / "data"
+PG_SOCKET = PG_DIR / "run"
+
+
+def _pg_prepare() -> None:
+    import pwd
+
+    bin_dir = postgres_bin()
+    owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+    for path in (PG_DIR, PG_SOCKET):
+        path.mkdir(parents=True, exist_ok=True)
+        if owner:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    if (PG_DATA / "PG_VERSION").exists():
+        return
+    log("initialising the PostgreSQL cluster")
+    run([str(bin_dir / "initdb"), "-D", str(PG_DATA), "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8",
+         "--auth-local=trust", "--auth-host=scram-sha-256"], user=_pg_user(), group=_pg_user())
+    with open(PG_DATA / "postgresql.conf", "a") as conf:
+        conf.write(
+            "\n# airflow-mesh stack\n"
+            f"listen_addresses = '{HOST}'\nport = {PORTS['postgres']}\n"
+            f"unix_socket_directories = '{PG_SOCKET}'\n"
+            "wal_level = logical\nmax_replication_slots = 20\nmax_wal_senders = 20\n"
+            "shared_buffers = 256MB\nmax_connections = 100\nfsync = off\n"
+        )
+    with open(PG_DATA / "pg_hba.conf", "a") as hba:
+        hba.write(f"host replication all {HOST}/32 scram-sha-256\n")
+
+
+def _pg_user() -> str | None:
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def _psql(sql: str, db: str = "postgres") -> str:
+    return run([str(postgres_bin() / "psql"), "-h", str(PG_SOCKET), "-p", str(PORTS["postgres"]),
+                "-U", "postgres", "-d", db, "-tAc", sql]).stdout.strip()
+
+
+def _pg_after_start() -> None:
+    if _psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{PG_USER}'") != "1":
+        _psql(f"CREATE ROLE {PG_USER} LOGIN REPLICATION CREATEDB PASSWORD '{PG_PASSWORD}'")
+    if _psql(f"SELECT 1 FROM pg_database WHERE datname = '{PG_DB}'") != "1":
+        _psql(f"CREATE DATABASE {PG_DB} OWNER {PG_USER}")
+
+
+def _pg_healthy() -> bool:
+    isready = postgres_bin() / "pg_isready"
+    return subprocess.run([str(isready), "-q", "-h", HOST, "-p", str(PORTS["postgres"])]).returncode == 0
+
+
+POSTGRES = Service(
+    name="postgres",
+    address=f"postgresql://{PG_USER}:{PG_PASSWORD}@{HOST}:{PORTS['postgres']}/{PG_DB}",
+    command=lambda: [str(postgres_bin() / "postgres"), "-D", str(PG_DATA)],
+    prepare=_pg_prepare,
+    healthy=_pg_healthy,
+    after_start=_pg_after_start,
+    user=_pg_user(),
+    stop_signal=signal.SIGINT,  # "fast" shutdown
+    start_timeout=60,
+)
+
+# --------------------------------------------------------------------------- Kafka (KRaft)
+
+KAFKA_DIR = STATE / "kafka"
+
+
+def _java_cmd(main: str, heap: str, log4j: Path, *args: str) -> list[str]:
+    return [str(find_java(17)), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{JVM / 'kafka'}/*", main, *args]
+
+
+def _write_log4j() -> Path:
+    path = STATE / "conf" / "log4j2.properties"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "status = warn\nappender.out.type = Console\nappender.out.name = STDOUT\n"
+        "appender.out.layout.type = PatternLayout\nappender.out.layout.pattern = [%d] %p %m (%c)%n\n"
+        "rootLogger.level = INFO\nrootLogger.appenderRef.out.ref = STDOUT\n"
+        "logger.reflections.name = org.reflections\nlogger.reflections.level = ERROR\n"
+    )
+    return path
+
+
+def _kafka_properties() -> Path:
+    path = STATE / "conf" / "kafka.properties"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@{HOST}:{PORTS['kafka-controller']}",
+        f"listeners=PLAINTEXT://{HOST}:{PORTS['kafka']},CONTROLLER://{HOST}:{PORTS['kafka-controller']}",
+        f"advertised.listeners=PLAINTEXT://{HOST}:{PORTS['kafka']}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={KAFKA_DIR / 'data'}",
+        "num.partitions=1",
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=true",
+        "log.retention.hours=168",
+    ]) + "\n")
+    return path
+
+
+def _kafka_prepare() -> None:
+    install_jvm_parts()
+    _write_log4j()
+    props = _kafka_properties()
+    if (KAFKA_DIR / "data" / "meta.properties").exists():
+        return
+    log("formatting Kafka's KRaft storage")
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    run(_java_cmd("kafka.tools.StorageTool", "256m", STATE / "conf" / "log4j2.properties",
+                  "format", "-t", cluster_id, "-c", str(props)))
+
+
+def _kafka_healthy() -> bool:
+    if not _port_open(PORTS["kafka"]):
+        return False
+    try:
+        from confluent_kafka.admin import AdminClient
+    except ImportError:  # stack.py run outside the project's virtualenv: the port is all we can check
+        return True
+    try:
+        metadata = AdminClient({"bootstrap.servers": f"{HOST}:{PORTS['kafka']}"}).list_topics(timeout=5)
+    except Exception:  # noqa: BLE001 - any client error means "not ready yet"
+        return False
+    return bool(metadata.brokers)
+
+
+KAFKA = Service(
+    name="kafka",
+    address=f"{HOST}:{PORTS['kafka']}",
+    command=lambda: _java_cmd("kafka.Kafka", "768m", STATE / "conf" / "log4j2.properties",
+                              str(STATE / "conf" / "kafka.properties")),
+    prepare=_kafka_prepare,
+    healthy=_kafka_healthy,
+)
+
+# --------------------------------------------------------------------------- Kafka Connect (distributed)
+
+
+def _connect_prepare() -> None:
+    install_jvm_parts()
+    _write_log4j()
+    path = STATE / "conf" / "connect-distributed.properties"
+    path.write_text("\n".join([
+        f"bootstrap.servers={HOST}:{PORTS['kafka']}",
+        "group.id=mesh-connect",
+        "key.converter=org.apache.kafka.connect.json.JsonConverter",
+        "value.converter=org.apache.kafka.connect.json.JsonConverter",
+        "key.converter.schemas.enable=false",
+        "value.converter.schemas.enable=false",
+        "config.storage.topic=_mesh-connect-configs",
+        "offset.storage.topic=_mesh-connect-offsets",
+        "status.storage.topic=_mesh-connect-status",
+        "config.storage.replication.factor=1",
+        "offset.storage.replication.factor=1",
+        "status.storage.replication.factor=1",
+        "offset.flush.interval.ms=1000",
+        f"listeners=http://{HOST}:{PORTS['connect']}",
+        f"rest.advertised.host.name={HOST}",
+        f"rest.advertised.port={PORTS['connect']}",
+        f"plugin.path={JVM / 'connect-plugins'}",
+        # Config providers: specs may send ${env:NAME} or ${dir:/path:file} instead of a secret.
+        "config.providers=env,dir",
+        "config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider",
+        "config.providers.dir.class=org.apache.kafka.common.config.provider.DirectoryConfigProvider",
+        f"config.providers.dir.param.allowed.paths={STATE / 'secrets'}",
+        "topic.creation.enable=true",
+    ]) + "\n")
+    (STATE / "secrets").mkdir(exist_ok=True)
+
+
+def _connect_healthy() -> bool:
+    # The root answers early; /connectors answers only once the worker has joined its group.
+    return isinstance(_http_json(f"http://{HOST}:{PORTS['connect']}/connectors"), list)
+
+
+CONNECT = Service(
+    name="connect",
+    address=f"http://{HOST}:{PORTS['connect']}",
+    command=lambda: _java_cmd("org.apache.kafka.connect.cli.ConnectDistributed", "768m",
+                              STATE / "conf" / "log4j2.properties",
+                              str(STATE / "conf" / "connect-distributed.properties")),
+    prepare=_connect_prepare,
+    healthy=_connect_healthy,
+    env=lambda: {"PG_PASSWORD": PG_PASSWORD},
+    depends_on=["kafka"],
+)
+
+# --------------------------------------------------------------------------- Flink session cluster
+
+FLINK_DIR = STATE / "flink"
+
+
+def _flink_prepare() -> None:
+    import yaml  # the project's virtualenv has PyYAML; stack.py is run from it
+
+    home = install_flink()
+    install_jvm_parts()
+    lib = FLINK_DIR / "lib"
+    shutil.rmtree(lib, ignore_errors=True)
+    lib.mkdir(parents=True)
+    for jar in [*(home / "lib").glob("*.jar"), *(JVM / "flink-connectors").glob("*.jar")]:
+        (lib / jar.name).symlink_to(jar)
+    conf_dir = FLINK_DIR / "conf"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties", "log4j-session.properties"):
+        shutil.copy(home / "conf" / name, conf_dir / name)
+    config = yaml.safe_load((home / "conf" / "config.yaml").read_text())
+    python = str(FLINK_VENV / "bin" / "python")
+    for sub in ("tmp", "web", "blobs", "checkpoints", "savepoints"):
+        (FLINK_DIR / sub).mkdir(exist_ok=True)
+    config.update({
+        "jobmanager": {"bind-host": HOST, "rpc": {"address": HOST, "port": PORTS["flink-rpc"]},
+                       "memory": {"process": {"size": "1024m"}},
+                       "execution": {"failover-strategy": "region"}},
+        "taskmanager": {"bind-host": HOST, "host": HOST, "numberOfTaskSlots": 4,
+                        "memory": {"process": {"size": "1536m"}}},
+        "rest": {"address": HOST, "bind-address": HOST, "port": PORTS["flink"]},
+        "io": {"tmp": {"dirs": str(FLINK_DIR / "tmp")}},
+        "web": {"tmpdir": str(FLINK_DIR / "web")},
+        "blob": {"storage": {"directory": str(FLINK_DIR / "blobs")}},
+        "execution": {"checkpointing": {"dir": f"file://{FLINK_DIR / 'checkpoints'}",
+                                        "savepoint-dir": f"file://{FLINK_DIR / 'savepoints'}"}},
+        "python": {"executable": python, "client": {"executable": python}},
+    })
+    (conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _flink_env() -> dict[str, str]:
+    return {
+        "JAVA_HOME": str(find_java(17).parent.parent),
+        "FLINK_CONF_DIR": str(FLINK_DIR / "conf"),
+        "FLINK_LIB_DIR": str(FLINK_DIR / "lib"),
+        "FLINK_LOG_DIR": str(LOGS),
+        "FLINK_PID_DIR": str(RUN),
+    }
+
+
+def _flink_overview() -> dict:
+    overview = _http_json(f"http://{HOST}:{PORTS['flink']}/overview")
+    return overview if isinstance(overview, dict) else {}
+
+
+FLINK_JM = Service(
+    name="flink-jobmanager",
+    address=f"http://{HOST}:{PORTS['flink']}",
+    command=lambda: [str(flink_home() / "bin" / "jobmanager.sh"), "start-foreground"],
+    prepare=_flink_prepare,
+    healthy=lambda: "taskmanagers" in _flink_overview(),
+    env=_flink_env,
+)
+
+FLINK_TM = Service(
+    name="flink-taskmanager",
+    address=f"{HOST} (registers with {HOST}:{PORTS['flink-rpc']})",
+    command=lambda: [str(flink_home() / "bin" / "taskmanager.sh"), "start-foreground"],
+    healthy=lambda: _flink_overview().get("taskmanagers", 0) >= 1,
+    env=_flink_env,
+    depends_on=["flink-jobmanager"],
+)
+
+SERVICES = [POSTGRES, KAFKA, CONNECT, FLINK_JM, FLINK_TM]
+
+# --------------------------------------------------------------------------- connections
+
+
+def connections() -> dict[str, dict]:
+    """Airflow connections (JSON form) that point the provider at this stack."""
+    return {
+        "kafka_default": {"conn_type": "kafka", "extra": {"bootstrap.servers": f"{HOST}:{PORTS['kafka']}"}},
+        "kafka_connect_default": {"conn_type": "kafka_connect", "host": HOST, "port": PORTS["connect"],
+                                  "schema": "http"},
+        "flink_default": {"conn_type": "flink", "host": HOST, "port": PORTS["flink"], "schema": "http",
+                          "extra": {"python_jar": str(_flink_python_jar())}},
+        "postgres_mesh": {"conn_type": "postgres", "host": HOST, "port": PORTS["postgres"],
+                          "login": PG_USER, "password": PG_PASSWORD, "schema": PG_DB},
+    }
+
+
+def _flink_python_jar() -> Path:
+    return flink_home() / "opt" / f"flink-python-{VERSIONS['FLINK_VERSION']}.jar"
+
+
+def write_connections() -> None:
+    lines = ["# Airflow connections for the local stack; `set -a; . .stack/connections.env` to use them."]
+    for conn_id, conn in connections().items():
+        lines.append(f"AIRFLOW_CONN_{conn_id.upper()}='{json.dumps(conn)}'")
+    CONNECTIONS_ENV.write_text("\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def up(started_file: Path | None = None) -> None:
+    """Start every service that is not running and wait until all are healthy.
+
+    Args:
+        started_file: Where to append the names of the services this call started, so that a
+            caller (``make test``) can later stop exactly those.
+    """
+    STATE.mkdir(parents=True, exist_ok=True)
+    # Installs first, so that services are not left waiting on downloads.
+    install_jvm_parts()
+    install_flink()
+    postgres_bin()
+    t0 = time.monotonic()
+    for service in SERVICES:
+        pid = service.pid()
+        if pid is not None:
+            log(f"{service.name:18} already running (pid {pid})")
+        else:
+            log(f"{service.name:18} starting")
+            pid = service.start()
+            if started_file:
+                with open(started_file, "a") as out:
+                    out.write(service.name + "\n")
+        service.wait_healthy(pid)
+        service.after_start()
+    write_connections()
+    log(f"stack up in {time.monotonic() - t0:.1f}s; connections in {CONNECTIONS_ENV.relative_to(ROOT)}")
+    status()
+
+
+def down(started_file: Path | None = None) -> None:
+    """Stop the services `up` started: all of them, or only those listed in ``started_file``."""
+    names = {s.name for s in SERVICES}
+    if started_file:
+        names = set(started_file.read_text().split()) if started_file.exists() else set()
+        started_file.unlink(missing_ok=True)
+    for service in reversed(SERVICES):
+        if service.name in names and service.stop():
+            log(f"{service.name:18} stopped")
+
+
+def status() -> int:
+    """Print one line per service; returns the number of services that are down."""
+    down_count = 0
+    for service in SERVICES:
+        pid = service.pid()
+        state = "up" if pid is not None and service.healthy() else ("starting" if pid else "down")
+        down_count += state != "up"
+        print(f"{service.name:18} {state:8} pid={pid or '-':<8} {service.address}")
+    return down_count
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("--started-file", type=Path,
+                        help="up: record the services this call starts; down: stop only those")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            up(args.started_file)
+        elif args.command == "down":
+            down(args.started_file)
+        elif args.command == "env":
+            write_connections()
+            print(CONNECTIONS_ENV.read_text(), end="")
+        else:
+            return 1 if status() else 0
+    except StackError as exc:
+        print(f"[stack] error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
