@@ -59,13 +59,14 @@ def _versions() -> dict[str, str]:
 VERSIONS = _versions()
 PORTS = {
     "postgres": int(os.environ.get("MESH_PG_PORT", "55432")),
+    "mariadb": int(os.environ.get("MESH_MARIADB_PORT", "53306")),
     "kafka": int(os.environ.get("MESH_KAFKA_PORT", "9092")),
     "kafka-controller": int(os.environ.get("MESH_KAFKA_CONTROLLER_PORT", "9093")),
     "connect": int(os.environ.get("MESH_CONNECT_PORT", "8083")),
     "flink": int(os.environ.get("MESH_FLINK_PORT", "8081")),
     "flink-rpc": int(os.environ.get("MESH_FLINK_RPC_PORT", "6123")),
 }
-PG_DB, PG_USER, PG_PASSWORD = "mesh", "mesh", "mesh"
+DB_NAME, DB_USER, DB_PASSWORD = "mesh", "mesh", "mesh"  # in PostgreSQL and MariaDB alike
 
 
 def log(message: str) -> None:
@@ -112,6 +113,7 @@ def _maven_profile(profile: str, dest: Path, extra: list[str] | None = None) -> 
         "kafka.version": VERSIONS["KAFKA_VERSION"],
         "kafka.scala.version": VERSIONS["KAFKA_SCALA_VERSION"],
         "debezium.version": VERSIONS["DEBEZIUM_VERSION"],
+        "debezium.mariadb.version": VERSIONS["DEBEZIUM_MARIADB_VERSION"],
         "flink.kafka.connector.version": VERSIONS["FLINK_KAFKA_CONNECTOR_VERSION"],
         "log4j.version": VERSIONS["LOG4J_VERSION"],
         "slf4j.version": VERSIONS["SLF4J_VERSION"],
@@ -136,6 +138,8 @@ def install_jvm_parts() -> None:
     """Kafka + Connect classpath, the Debezium plugin, Flink's Kafka SQL connector."""
     _maven_profile("kafka", JVM / "kafka")
     _maven_profile("debezium-postgres", JVM / "connect-plugins" / "debezium-connector-postgres",
+                   ["-DexcludeGroupIds=org.apache.kafka,org.slf4j"])
+    _maven_profile("debezium-mariadb", JVM / "connect-plugins" / "debezium-connector-mariadb",
                    ["-DexcludeGroupIds=org.apache.kafka,org.slf4j"])
     _maven_profile("flink-kafka", JVM / "flink-connectors")
 
@@ -328,10 +332,12 @@ def _psql(sql: str, db: str = "postgres") -> str:
 
 
 def _pg_after_start() -> None:
-    if _psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{PG_USER}'") != "1":
-        _psql(f"CREATE ROLE {PG_USER} LOGIN REPLICATION CREATEDB PASSWORD '{PG_PASSWORD}'")
-    if _psql(f"SELECT 1 FROM pg_database WHERE datname = '{PG_DB}'") != "1":
-        _psql(f"CREATE DATABASE {PG_DB} OWNER {PG_USER}")
+    if _psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{DB_USER}'") != "1":
+        _psql(f"CREATE ROLE {DB_USER} LOGIN REPLICATION CREATEDB PASSWORD '{DB_PASSWORD}'")
+    if _psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") != "1":
+        _psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
+    # The demo tables belong to the `mesh` user, so that Debezium (connecting as it) can publish them.
+    _psql(f"SET ROLE {DB_USER}; " + (STACK_SRC / "demo" / "postgres.sql").read_text(), db=DB_NAME)
 
 
 def _pg_healthy() -> bool:
@@ -341,13 +347,99 @@ def _pg_healthy() -> bool:
 
 POSTGRES = Service(
     name="postgres",
-    address=f"postgresql://{PG_USER}:{PG_PASSWORD}@{HOST}:{PORTS['postgres']}/{PG_DB}",
+    address=f"postgresql://{DB_USER}:{DB_PASSWORD}@{HOST}:{PORTS['postgres']}/{DB_NAME}",
     command=lambda: [str(postgres_bin() / "postgres"), "-D", str(PG_DATA)],
     prepare=_pg_prepare,
     healthy=_pg_healthy,
     after_start=_pg_after_start,
     user=_pg_user(),
     stop_signal=signal.SIGINT,  # "fast" shutdown
+    start_timeout=60,
+)
+
+# --------------------------------------------------------------------------- MariaDB
+
+MARIADB_DIR = STATE / "mariadb"
+MARIADB_CNF = STATE / "conf" / "mariadb.cnf"
+MARIADB_SOCKET = MARIADB_DIR / "run" / "mariadb.sock"
+
+
+def mariadb_bin(name: str) -> str:
+    """A MariaDB server program from Debian's packages, installed if missing."""
+    found = shutil.which(name, path="/usr/sbin:/usr/bin")
+    if not found:
+        _apt_install("mariadb-server")
+        found = shutil.which(name, path="/usr/sbin:/usr/bin")
+    return found
+
+
+def _mariadb_user() -> str | None:
+    return "mysql" if os.geteuid() == 0 else None
+
+
+def _mariadb_prepare() -> None:
+    import pwd
+
+    mariadb_bin("mariadbd")
+    owner = pwd.getpwnam("mysql") if os.geteuid() == 0 else None
+    for path in (MARIADB_DIR, MARIADB_DIR / "data", MARIADB_SOCKET.parent):
+        path.mkdir(parents=True, exist_ok=True)
+        if owner:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    MARIADB_CNF.parent.mkdir(parents=True, exist_ok=True)
+    MARIADB_CNF.write_text("\n".join([
+        "[mariadbd]",
+        f"datadir={MARIADB_DIR / 'data'}",
+        f"socket={MARIADB_SOCKET}",
+        f"bind-address={HOST}",
+        f"port={PORTS['mariadb']}",
+        "skip-name-resolve",
+        # What Debezium needs: a row-based binary log with full row images.
+        "server-id=1",
+        "log-bin=mariadb-bin",
+        "binlog-format=ROW",
+        "binlog-row-image=FULL",
+        "expire-logs-days=3",
+        "innodb-buffer-pool-size=128M",
+        "[client]",
+        f"socket={MARIADB_SOCKET}",
+    ]) + "\n")
+    if (MARIADB_DIR / "data" / "mysql").exists():
+        return
+    log("initialising the MariaDB data directory")
+    run([mariadb_bin("mariadb-install-db"), f"--defaults-file={MARIADB_CNF}", "--skip-test-db",
+         "--auth-root-authentication-method=socket", *([f"--user={_mariadb_user()}"] if _mariadb_user() else [])])
+
+
+def _mariadb_sql(sql: str) -> str:
+    return run([mariadb_bin("mariadb"), f"--defaults-file={MARIADB_CNF}", "-u", "root", "-N", "-B", "-e", sql]).stdout
+
+
+def _mariadb_after_start() -> None:
+    _mariadb_sql(
+        f"CREATE DATABASE IF NOT EXISTS {DB_NAME};"
+        f"CREATE USER IF NOT EXISTS '{DB_USER}'@'{HOST}' IDENTIFIED BY '{DB_PASSWORD}';"
+        f"GRANT ALL ON {DB_NAME}.* TO '{DB_USER}'@'{HOST}';"
+        # Debezium's snapshot and binlog reader privileges.
+        f"GRANT SELECT, RELOAD, SHOW DATABASES, LOCK TABLES, REPLICATION SLAVE, BINLOG MONITOR "
+        f"ON *.* TO '{DB_USER}'@'{HOST}';"
+        + (STACK_SRC / "demo" / "mariadb.sql").read_text()
+    )
+
+
+def _mariadb_healthy() -> bool:
+    ping = [mariadb_bin("mariadb-admin"), f"--defaults-file={MARIADB_CNF}", "-u", "root", "ping"]
+    return _port_open(PORTS["mariadb"]) and subprocess.run(ping, capture_output=True).returncode == 0
+
+
+MARIADB = Service(
+    name="mariadb",
+    address=f"mysql://{DB_USER}:{DB_PASSWORD}@{HOST}:{PORTS['mariadb']}/{DB_NAME}",
+    command=lambda: [mariadb_bin("mariadbd"), f"--defaults-file={MARIADB_CNF}"],
+    prepare=_mariadb_prepare,
+    healthy=_mariadb_healthy,
+    after_start=_mariadb_after_start,
+    user=_mariadb_user(),
     start_timeout=60,
 )
 
@@ -482,7 +574,8 @@ CONNECT = Service(
                               str(STATE / "conf" / "connect-distributed.properties")),
     prepare=_connect_prepare,
     healthy=_connect_healthy,
-    env=lambda: {"PG_PASSWORD": PG_PASSWORD},
+    # What specs may reference with ${env:...}: the demo databases' password and the worker's own Kafka.
+    env=lambda: {"MESH_DB_PASSWORD": DB_PASSWORD, "MESH_KAFKA_BOOTSTRAP": f"{HOST}:{PORTS['kafka']}"},
     depends_on=["kafka"],
 )
 
@@ -559,7 +652,7 @@ FLINK_TM = Service(
     depends_on=["flink-jobmanager"],
 )
 
-SERVICES = [POSTGRES, KAFKA, CONNECT, FLINK_JM, FLINK_TM]
+SERVICES = [POSTGRES, MARIADB, KAFKA, CONNECT, FLINK_JM, FLINK_TM]
 
 # --------------------------------------------------------------------------- connections
 
@@ -573,7 +666,9 @@ def connections() -> dict[str, dict]:
         "flink_default": {"conn_type": "flink", "host": HOST, "port": PORTS["flink"], "schema": "http",
                           "extra": {"python_jar": str(_flink_python_jar())}},
         "postgres_mesh": {"conn_type": "postgres", "host": HOST, "port": PORTS["postgres"],
-                          "login": PG_USER, "password": PG_PASSWORD, "schema": PG_DB},
+                          "login": DB_USER, "password": DB_PASSWORD, "schema": DB_NAME},
+        "mariadb_mesh": {"conn_type": "mysql", "host": HOST, "port": PORTS["mariadb"],
+                         "login": DB_USER, "password": DB_PASSWORD, "schema": DB_NAME},
     }
 
 
@@ -603,6 +698,7 @@ def up(started_file: Path | None = None) -> None:
     install_jvm_parts()
     install_flink()
     postgres_bin()
+    mariadb_bin("mariadbd")
     t0 = time.monotonic()
     for service in SERVICES:
         pid = service.pid()

@@ -1,0 +1,1 @@
+"""Connector specs and connector health: pure logic, no Airflow imports, no network."""
