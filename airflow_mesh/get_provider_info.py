@@ -21,16 +21,26 @@ def get_provider_info() -> dict[str, Any]:
         "Flink stream processors, Avro schema contracts and verified datastore backfills.",
         "versions": [__version__],
         "integrations": [
+            {"integration-name": "Kafka Connect", "external-doc-url": "https://kafka.apache.org/documentation/#connect",
+             "tags": ["apache"]},
             {"integration-name": "Apache Flink (REST)", "external-doc-url": "https://flink.apache.org/",
              "tags": ["apache"]},
         ],
         "hooks": [
+            {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.hooks.kafka_connect"]},
             {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_mesh.hooks.flink"]},
         ],
-        "operators": [],
-        "sensors": [],
-        "triggers": [],
+        "operators": [
+            {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.operators.kafka_connect"]},
+        ],
+        "sensors": [
+            {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.sensors.kafka_connect"]},
+        ],
+        "triggers": [
+            {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.triggers.kafka_connect"]},
+        ],
         "connection-types": [
+            {"hook-class-name": "airflow_mesh.hooks.kafka_connect.KafkaConnectHook", "connection-type": "kafka_connect"},
             {"hook-class-name": "airflow_mesh.hooks.flink.FlinkHook", "connection-type": "flink"},
         ],
         "extra-links": [],

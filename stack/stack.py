@@ -333,7 +333,8 @@ def _psql(sql: str, db: str = "postgres") -> str:
 
 def _pg_after_start() -> None:
     if _psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{DB_USER}'") != "1":
-        _psql(f"CREATE ROLE {DB_USER} LOGIN REPLICATION CREATEDB PASSWORD '{DB_PASSWORD}'")
+        _psql(f"CREATE ROLE {DB_USER} PASSWORD '{DB_PASSWORD}'")
+    _psql(f"ALTER ROLE {DB_USER} LOGIN REPLICATION CREATEDB")  # replication: for Debezium
     if _psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") != "1":
         _psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
     # The demo tables belong to the `mesh` user, so that Debezium (connecting as it) can publish them.

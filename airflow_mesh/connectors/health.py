@@ -49,6 +49,11 @@ class ConnectorHealth:
         return "\n".join(parts)
 
 
+def not_yet_reported(name: str) -> ConnectorHealth:
+    """The health of a connector that exists but has no status yet (just created, or rebalancing)."""
+    return ConnectorHealth(name, Health.PENDING, "NOT YET REPORTED", {})
+
+
 def assess(status: dict[str, Any]) -> ConnectorHealth:
     """Judge a connector's status answer.
 
@@ -84,11 +89,33 @@ class Step(str, enum.Enum):
     FAIL = "fail"
 
 
-def next_step(health: ConnectorHealth, restarts_done: int, max_restarts: int) -> Step:
-    """Decide the waiter's next move: done when healthy; on failure restart failed tasks while
-    ``restarts_done < max_restarts``, then fail; otherwise wait."""
-    if health.health is Health.HEALTHY:
-        return Step.DONE
-    if health.health is Health.FAILED:
-        return Step.RESTART if restarts_done < max_restarts else Step.FAIL
-    return Step.WAIT
+@dataclass
+class HealthWatch:
+    """The state a waiter keeps between polls, and its decision for each observation.
+
+    A task that fails while snapshotting reports RUNNING for a moment first, so "healthy" must hold
+    for ``healthy_for`` seconds of consecutive observations before the wait is over.
+
+    Args:
+        max_restarts: How many times failed tasks may be restarted before the wait fails.
+        healthy_for: Seconds the connector must stay healthy.
+    """
+
+    max_restarts: int = 0
+    healthy_for: float = 0.0
+    restarts_done: int = 0
+    healthy_since: float | None = None
+
+    def observe(self, health: ConnectorHealth, now: float) -> Step:
+        """Record one observation (``now`` from a monotonic clock) and return the next step."""
+        if health.health is Health.HEALTHY:
+            if self.healthy_since is None:
+                self.healthy_since = now
+            return Step.DONE if now - self.healthy_since >= self.healthy_for else Step.WAIT
+        self.healthy_since = None
+        if health.health is Health.FAILED:
+            if self.restarts_done < self.max_restarts:
+                self.restarts_done += 1
+                return Step.RESTART
+            return Step.FAIL
+        return Step.WAIT

@@ -259,7 +259,7 @@ def validation_errors(answer: dict[str, Any]) -> dict[str, list[str]]:
     """Each invalid field's messages from Kafka Connect's ``config/validate`` answer."""
     errors: dict[str, list[str]] = {}
     for entry in answer.get("configs", []):
-        value = entry.get("value", {})
+        value = entry.get("value") or {}
         if value.get("errors"):
             errors[value["name"]] = list(value["errors"])
     return errors

@@ -21,3 +21,6 @@ CREATE TABLE IF NOT EXISTS debezium_signal (
     type  varchar(32) NOT NULL,
     data  varchar(2048)
 );
+-- Full row images, so that update and delete events carry the whole `before` row.
+ALTER TABLE customers REPLICA IDENTITY FULL;
+ALTER TABLE orders REPLICA IDENTITY FULL;

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_mesh.connectors.health import Health, Step, assess, next_step
+from airflow_mesh.connectors.health import Health, HealthWatch, Step, assess
 
 
 def status(connector: str, *tasks: str, trace: str = "java.lang.Boom") -> dict:
@@ -50,5 +50,21 @@ def test_failure_message_carries_each_trace():
         (status("RUNNING", "FAILED"), 2, 2, Step.FAIL),
     ],
 )
-def test_next_step(answer, done, allowed, step):
-    assert next_step(assess(answer), done, allowed) is step
+def test_watch_decides_the_next_step(answer, done, allowed, step):
+    watch = HealthWatch(max_restarts=allowed, restarts_done=done)
+    assert watch.observe(assess(answer), now=0.0) is step
+    assert watch.restarts_done == done + (step is Step.RESTART)
+
+
+def test_watch_wants_health_to_last():
+    watch = HealthWatch(healthy_for=5)
+    healthy, failing = assess(status("RUNNING", "RUNNING")), assess(status("RUNNING", "FAILED"))
+    assert watch.observe(healthy, now=0) is Step.WAIT
+    assert watch.observe(healthy, now=4) is Step.WAIT
+    assert watch.observe(healthy, now=5) is Step.DONE
+    # A failure in between starts the clock again (and, with no restarts left, fails).
+    watch = HealthWatch(healthy_for=5, max_restarts=1)
+    assert watch.observe(healthy, now=0) is Step.WAIT
+    assert watch.observe(failing, now=3) is Step.RESTART
+    assert watch.observe(healthy, now=6) is Step.WAIT
+    assert watch.observe(healthy, now=11) is Step.DONE

@@ -153,6 +153,7 @@ def test_validation_errors_picks_each_invalid_field():
     answer = {"error_count": 2, "configs": [
         {"value": {"name": "topic.prefix", "errors": ["Missing required configuration"]}},
         {"value": {"name": "slot.name", "errors": []}},
+        {"definition": {"name": "transforms"}, "value": None},
         {"value": {"name": "snapshot.mode", "errors": ["Value must be one of initial, never"]}},
     ]}
     assert validation_errors(answer) == {

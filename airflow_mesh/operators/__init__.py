@@ -1,0 +1,1 @@
+"""Operators: thin, they keep ids and state and leave all I/O to the hooks."""

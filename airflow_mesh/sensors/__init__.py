@@ -1,0 +1,1 @@
+"""Sensors; each deferrable one has its trigger in airflow_mesh.triggers."""
