@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from airflow.sdk import BaseHook
-from airflow_mesh.http import DEFAULT_TIMEOUT, retrying_session
+from airflow_mesh.hooks.rest import RestApiHook
+from airflow_mesh.http import DEFAULT_TIMEOUT
 
 PYTHON_DRIVER = "org.apache.flink.client.python.PythonDriver"
 SQL_RUNNER = Path(__file__).resolve().parent.parent / "flink_runtime" / "sql_job.py"
@@ -35,12 +34,11 @@ class FlinkApiError(FlinkError):
         super().__init__(f"Flink {method} {url} returned {status}: {first}")
 
 
-class FlinkHook(BaseHook):
+class FlinkHook(RestApiHook):
     """Talk to a Flink session cluster's REST API.
 
-    The connection's host, port and schema (``http`` or ``https``) locate the JobManager's REST
-    endpoint; login/password, when set, are sent as basic auth (for a proxy in front of Flink).
-    Extras: ``python_jar`` (path of ``flink-python-*.jar`` to upload when the cluster has none yet),
+    The connection locates the JobManager's REST endpoint as RestApiHook describes (basic auth
+    and TLS settings serve a proxy in front of Flink). Further extras: ``python_jar`` (path of ``flink-python-*.jar`` to upload when the cluster has none yet),
     ``sql_runner`` (path of airflow_mesh's ``sql_job.py`` as the JobManager sees it; defaults to
     this installation's copy, right when Airflow and the JobManager share a filesystem).
 
@@ -54,13 +52,11 @@ class FlinkHook(BaseHook):
     default_conn_name = "flink_default"
     conn_type = "flink"
     hook_name = "Apache Flink (REST)"
+    default_port = 8081
 
     def __init__(self, flink_conn_id: str = default_conn_name, timeout: float = DEFAULT_TIMEOUT,
                  retries: int = 5) -> None:
-        super().__init__()
-        self.flink_conn_id = flink_conn_id
-        self.timeout = timeout
-        self.retries = retries
+        super().__init__(flink_conn_id, timeout, retries)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -72,33 +68,15 @@ class FlinkHook(BaseHook):
                              "extra": '{"python_jar": "/opt/flink/opt/flink-python-2.2.1.jar"}'},
         }
 
-    @cached_property
-    def _conn(self):
-        return self.get_connection(self.flink_conn_id)
-
-    @cached_property
-    def base_url(self) -> str:
-        """The REST endpoint, e.g. ``http://127.0.0.1:8081``."""
-        conn = self._conn
-        scheme = conn.schema or "http"
-        return f"{scheme}://{conn.host}:{conn.port or 8081}"
-
-    @cached_property
-    def session(self) -> requests.Session:
-        session = retrying_session(retries=self.retries, status_forcelist=(502, 503, 504))
-        if self._conn.login:
-            session.auth = (self._conn.login, self._conn.password or "")
-        return session
+    def _error_for(self, response: requests.Response) -> FlinkApiError:
+        try:
+            errors = response.json().get("errors", [])
+        except ValueError:
+            errors = [response.text]
+        return FlinkApiError(response.request.method, response.url, response.status_code, errors)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        url = f"{self.base_url}{path}"
-        response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        if response.status_code >= 400:
-            try:
-                errors = response.json().get("errors", [])
-            except ValueError:
-                errors = [response.text]
-            raise FlinkApiError(method, url, response.status_code, errors)
+        response = self._send(method, path, **kwargs)
         return response.json() if response.content else {}
 
     def test_connection(self) -> tuple[bool, str]:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
 import requests
 from asgiref.sync import sync_to_async
 
-from airflow.sdk import BaseHook
-from airflow_mesh.http import DEFAULT_TIMEOUT, retrying_session
+from airflow_mesh.hooks.rest import RestApiHook
+from airflow_mesh.http import DEFAULT_TIMEOUT
 
 # 409: a rebalance is in progress or the worker knows no leader yet; 500: Connect timed out a request.
 RETRY_STATUSES = (409, 500, 502, 503, 504)
@@ -70,14 +69,11 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-class KafkaConnectHook(BaseHook):
+class KafkaConnectHook(RestApiHook):
     """Talk to a Kafka Connect cluster's REST API.
 
-    The connection's host, port (default 8083) and schema (``http`` or ``https``) locate any worker
-    of the cluster (a distributed worker forwards writes to the leader); login/password, when set,
-    are sent as basic auth. Extras: ``verify`` (false, or the path of a CA bundle to check the
-    server's certificate with), ``cert`` and ``key`` (paths of a client certificate and its key, for
-    mutual TLS; ``cert`` alone when it holds both).
+    The connection locates any worker of the cluster (a distributed worker forwards writes to the
+    leader), with basic auth and TLS settings as RestApiHook describes; the port defaults to 8083.
 
     Every call retries, with backoff, connection errors, 409 (rebalance in progress), 500 (Connect's
     request timeout) and 502/503/504, then raises the last error.
@@ -92,13 +88,12 @@ class KafkaConnectHook(BaseHook):
     default_conn_name = "kafka_connect_default"
     conn_type = "kafka_connect"
     hook_name = "Kafka Connect"
+    default_port = 8083
+    retry_statuses = RETRY_STATUSES
 
     def __init__(self, kafka_connect_conn_id: str = default_conn_name, timeout: float = DEFAULT_TIMEOUT,
                  retries: int = 5) -> None:
-        super().__init__()
-        self.kafka_connect_conn_id = kafka_connect_conn_id
-        self.timeout = timeout
-        self.retries = retries
+        super().__init__(kafka_connect_conn_id, timeout, retries)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -112,35 +107,8 @@ class KafkaConnectHook(BaseHook):
                                       '"key": "/etc/ssl/client.key"}'},
         }
 
-    @cached_property
-    def _conn(self):
-        return self.get_connection(self.kafka_connect_conn_id)
-
-    @cached_property
-    def base_url(self) -> str:
-        """The REST endpoint, e.g. ``http://127.0.0.1:8083``."""
-        conn = self._conn
-        scheme = conn.schema or "http"
-        return f"{scheme}://{conn.host}:{conn.port or 8083}"
-
-    @cached_property
-    def session(self) -> requests.Session:
-        extra = self._conn.extra_dejson
-        if extra.get("key") and not extra.get("cert"):
-            raise KafkaConnectError(f"connection {self.kafka_connect_conn_id!r}: extra 'key' needs a 'cert'")
-        session = retrying_session(retries=self.retries, status_forcelist=RETRY_STATUSES)
-        if self._conn.login:
-            session.auth = (self._conn.login, self._conn.password or "")
-        session.verify = extra.get("verify", True)
-        if extra.get("cert"):
-            session.cert = (extra["cert"], extra["key"]) if extra.get("key") else extra["cert"]
-        return session
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        response = self.session.request(method, f"{self.base_url}{path}", timeout=self.timeout, **kwargs)
-        if response.status_code >= 400:
-            raise KafkaConnectApiError.from_response(response)
-        return response
+    def _error_for(self, response: requests.Response) -> KafkaConnectApiError:
+        return KafkaConnectApiError.from_response(response)
 
     @staticmethod
     def _connector_path(name: str, *parts: str) -> str:
@@ -156,7 +124,7 @@ class KafkaConnectHook(BaseHook):
 
     def get_server_info(self) -> dict[str, Any]:
         """``GET /``: the worker's ``version``, ``commit`` and ``kafka_cluster_id``."""
-        return self._request("GET", "/").json()
+        return self._send("GET", "/").json()
 
     # ---------------------------------------------------------------- connectors
 
@@ -166,7 +134,7 @@ class KafkaConnectHook(BaseHook):
         Returns:
             The names of every connector of the cluster.
         """
-        return self._request("GET", "/connectors").json()
+        return self._send("GET", "/connectors").json()
 
     def get_connector(self, name: str) -> dict[str, Any]:
         """``GET /connectors/{name}``.
@@ -180,7 +148,7 @@ class KafkaConnectHook(BaseHook):
         Raises:
             ConnectorNotFoundError: no connector has that name.
         """
-        return self._request("GET", self._connector_path(name)).json()
+        return self._send("GET", self._connector_path(name)).json()
 
     def get_connector_config(self, name: str) -> dict[str, str]:
         """``GET /connectors/{name}/config``.
@@ -194,7 +162,7 @@ class KafkaConnectHook(BaseHook):
         Raises:
             ConnectorNotFoundError: no connector has that name.
         """
-        return self._request("GET", self._connector_path(name, "config")).json()
+        return self._send("GET", self._connector_path(name, "config")).json()
 
     def get_connector_status(self, name: str) -> dict[str, Any]:
         """``GET /connectors/{name}/status``.
@@ -211,7 +179,7 @@ class KafkaConnectHook(BaseHook):
             ConnectorNotFoundError: no connector has that name, or Connect has not recorded a
                 status yet for one created a moment ago.
         """
-        return self._request("GET", self._connector_path(name, "status")).json()
+        return self._send("GET", self._connector_path(name, "status")).json()
 
     def connector_exists(self, name: str) -> bool:
         """Whether the cluster has a connector of that name.
@@ -250,7 +218,7 @@ class KafkaConnectHook(BaseHook):
                 ``snapshot.mode``) with a 500 about a NullPointerException in its error reporting,
                 after the retries: check with ``validate_config`` first for the errors themselves.
         """
-        response = self._request("PUT", self._connector_path(name, "config"), json=config)
+        response = self._send("PUT", self._connector_path(name, "config"), json=config)
         return response.status_code == 201
 
     def validate_config(self, connector_class: str, config: dict[str, str]) -> dict[str, Any]:
@@ -270,7 +238,7 @@ class KafkaConnectHook(BaseHook):
             KafkaConnectApiError: 500 (after the retries) when no installed plugin matches ``connector_class``.
         """
         path = f"/connector-plugins/{quote(connector_class, safe='')}/config/validate"
-        return self._request("PUT", path, json=config).json()
+        return self._send("PUT", path, json=config).json()
 
     def pause_connector(self, name: str) -> None:
         """``PUT /connectors/{name}/pause``: suspend the connector and its tasks; they keep their resources.
@@ -281,7 +249,7 @@ class KafkaConnectHook(BaseHook):
         Raises:
             ConnectorNotFoundError: no connector has that name.
         """
-        self._request("PUT", self._connector_path(name, "pause"))
+        self._send("PUT", self._connector_path(name, "pause"))
 
     def resume_connector(self, name: str) -> None:
         """``PUT /connectors/{name}/resume``: run a paused or stopped connector again.
@@ -292,7 +260,7 @@ class KafkaConnectHook(BaseHook):
         Raises:
             ConnectorNotFoundError: no connector has that name.
         """
-        self._request("PUT", self._connector_path(name, "resume"))
+        self._send("PUT", self._connector_path(name, "resume"))
 
     def stop_connector(self, name: str) -> None:
         """``PUT /connectors/{name}/stop``: shut the connector and its tasks down, keeping its config and offsets.
@@ -305,7 +273,7 @@ class KafkaConnectHook(BaseHook):
         Raises:
             ConnectorNotFoundError: no connector has that name.
         """
-        self._request("PUT", self._connector_path(name, "stop"))
+        self._send("PUT", self._connector_path(name, "stop"))
 
     def restart_connector(self, name: str, include_tasks: bool = False, only_failed: bool = False) -> None:
         """``POST /connectors/{name}/restart?includeTasks=...&onlyFailed=...``.
@@ -322,7 +290,7 @@ class KafkaConnectHook(BaseHook):
             ConnectorNotFoundError: no connector has that name.
         """
         params = {"includeTasks": _flag(include_tasks), "onlyFailed": _flag(only_failed)}
-        self._request("POST", self._connector_path(name, "restart"), params=params)
+        self._send("POST", self._connector_path(name, "restart"), params=params)
 
     def restart_task(self, name: str, task_id: int) -> None:
         """``POST /connectors/{name}/tasks/{task_id}/restart``.
@@ -334,7 +302,7 @@ class KafkaConnectHook(BaseHook):
         Raises:
             ConnectorNotFoundError: no connector has that name, or it has no such task.
         """
-        self._request("POST", self._connector_path(name, "tasks", str(task_id), "restart"))
+        self._send("POST", self._connector_path(name, "tasks", str(task_id), "restart"))
 
     def delete_connector(self, name: str) -> None:
         """``DELETE /connectors/{name}``: stop the connector and remove its configuration.
@@ -348,7 +316,7 @@ class KafkaConnectHook(BaseHook):
         Raises:
             ConnectorNotFoundError: no connector has that name.
         """
-        self._request("DELETE", self._connector_path(name))
+        self._send("DELETE", self._connector_path(name))
 
     # ---------------------------------------------------------------- offsets (KIP-875)
 
@@ -365,7 +333,7 @@ class KafkaConnectHook(BaseHook):
         Raises:
             ConnectorNotFoundError: no connector has that name.
         """
-        return self._request("GET", self._connector_path(name, "offsets")).json()
+        return self._send("GET", self._connector_path(name, "offsets")).json()
 
     def alter_offsets(self, name: str, offsets: list[dict[str, Any]]) -> dict[str, Any]:
         """``PATCH /connectors/{name}/offsets``: set the offsets of some partitions; the connector must be STOPPED.
@@ -381,7 +349,7 @@ class KafkaConnectHook(BaseHook):
             ConnectorNotFoundError: no connector has that name.
             KafkaConnectApiError: 400 when the connector is not STOPPED or the offsets are malformed.
         """
-        return self._request("PATCH", self._connector_path(name, "offsets"), json={"offsets": offsets}).json()
+        return self._send("PATCH", self._connector_path(name, "offsets"), json={"offsets": offsets}).json()
 
     def reset_offsets(self, name: str) -> dict[str, Any]:
         """``DELETE /connectors/{name}/offsets``: forget every offset; the connector must be STOPPED.
@@ -396,7 +364,7 @@ class KafkaConnectHook(BaseHook):
             ConnectorNotFoundError: no connector has that name.
             KafkaConnectApiError: 400 when the connector is not STOPPED.
         """
-        return self._request("DELETE", self._connector_path(name, "offsets")).json()
+        return self._send("DELETE", self._connector_path(name, "offsets")).json()
 
     # ---------------------------------------------------------------- plugins
 
@@ -410,7 +378,7 @@ class KafkaConnectHook(BaseHook):
         Returns:
             ``[{"class", "type", "version"}]`` for each installed plugin.
         """
-        return self._request("GET", "/connector-plugins", params={"connectorsOnly": _flag(connectors_only)}).json()
+        return self._send("GET", "/connector-plugins", params={"connectorsOnly": _flag(connectors_only)}).json()
 
     # ---------------------------------------------------------------- async, for triggers
     # Each runs its sync twin in the event loop's default executor (thread_sensitive=False), so a

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_mesh.hooks import kafka_connect
+from airflow_mesh.hooks import rest
 from airflow_mesh.hooks.kafka_connect import (
     ConnectorNotFoundError,
     KafkaConnectApiError,
@@ -33,7 +33,7 @@ PG = "io.debezium.connector.postgresql.PostgresConnector"
 @pytest.fixture(autouse=True)
 def tiny_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep urllib3's backoff between retries to milliseconds."""
-    monkeypatch.setattr(kafka_connect, "retrying_session", functools.partial(retrying_session, backoff_factor=0.005))
+    monkeypatch.setattr(rest, "retrying_session", functools.partial(retrying_session, backoff_factor=0.005))
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ class TestConnection:
 
     def test_a_key_without_a_cert_is_refused(self, define_connection):
         define_connection(host="connect.prod", extra={"key": "/etc/ssl/me.key"})
-        with pytest.raises(KafkaConnectError, match="'key' needs a 'cert'"):
+        with pytest.raises(ValueError, match="'key' needs a 'cert'"):
             KafkaConnectHook(CONN_ID).list_connectors()
 
     def test_one_session_retrying_rebalances_and_server_errors(self, define_connection):
