@@ -65,6 +65,9 @@ PORTS = {
     "connect": int(os.environ.get("MESH_CONNECT_PORT", "8083")),
     "flink": int(os.environ.get("MESH_FLINK_PORT", "8081")),
     "flink-rpc": int(os.environ.get("MESH_FLINK_RPC_PORT", "6123")),
+    "schema-registry": int(os.environ.get("MESH_SCHEMA_REGISTRY_PORT", "8085")),
+    "schema-registry-management": int(os.environ.get("MESH_SCHEMA_REGISTRY_MANAGEMENT_PORT", "8086")),
+    "elasticsearch": int(os.environ.get("MESH_ELASTICSEARCH_PORT", "9200")),
 }
 DB_NAME, DB_USER, DB_PASSWORD = "mesh", "mesh", "mesh"  # in PostgreSQL and MariaDB alike
 
@@ -135,13 +138,20 @@ def _maven_profile(profile: str, dest: Path, extra: list[str] | None = None) -> 
 
 
 def install_jvm_parts() -> None:
-    """Kafka + Connect classpath, the Debezium plugin, Flink's Kafka SQL connector."""
+    """Kafka + Connect classpath, the Debezium plugins, Flink's Kafka SQL connector, Apicurio Registry."""
     _maven_profile("kafka", JVM / "kafka")
     _maven_profile("debezium-postgres", JVM / "connect-plugins" / "debezium-connector-postgres",
                    ["-DexcludeGroupIds=org.apache.kafka,org.slf4j"])
     _maven_profile("debezium-mariadb", JVM / "connect-plugins" / "debezium-connector-mariadb",
                    ["-DexcludeGroupIds=org.apache.kafka,org.slf4j"])
     _maven_profile("flink-kafka", JVM / "flink-connectors")
+    # Elasticsearch's integration-test distribution (a zip; no bundled JDK). Its version travels as
+    # an extra -D, like Apicurio's.
+    _maven_profile("elasticsearch", JVM / "elasticsearch",
+                   [f"-Delasticsearch.version={VERSIONS['ELASTICSEARCH_VERSION']}"])
+    # Its version travels as an extra -D, so that the stamps of the profiles above stay unchanged.
+    _maven_profile("apicurio-registry", APICURIO_DIR,
+                   [f"-Dapicurio.registry.version={VERSIONS['APICURIO_REGISTRY_VERSION']}"])
 
 
 def _apt_install(*packages: str) -> None:
@@ -198,6 +208,7 @@ class Service:
     after_start: Callable[[], None] = lambda: None
     env: Callable[[], dict[str, str]] = dict
     user: str | None = None
+    group: str | None = None  # defaults to `user`
     stop_signal: int = signal.SIGTERM
     start_timeout: float = 180.0
     depends_on: list[str] = field(default_factory=list)
@@ -226,7 +237,7 @@ class Service:
             proc = subprocess.Popen(
                 self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, **self.env()}, cwd=STATE, start_new_session=True,
-                user=self.user, group=self.user,
+                user=self.user, group=self.group or self.user,
             )
         self.pid_file.write_text(f"{proc.pid} {_start_time(proc.pid)}")
         return proc.pid
@@ -527,6 +538,63 @@ KAFKA = Service(
     healthy=_kafka_healthy,
 )
 
+# --------------------------------------------------------------------------- Schema registry (Apicurio)
+
+APICURIO_DIR = JVM / "apicurio-registry"
+APICURIO_DIST = APICURIO_DIR / "dist"
+SCHEMA_REGISTRY_DIR = STATE / "schema-registry"
+# The Confluent Schema Registry API of Apicurio Registry 3.x lives under this path.
+SCHEMA_REGISTRY_API_PATH = "/apis/ccompat/v7"
+
+
+def _schema_registry_prepare() -> None:
+    """Unpack the fast-jar distribution once (through a temporary folder, so a half-done unpack never counts)."""
+    install_jvm_parts()
+    if not (APICURIO_DIST / "quarkus-run.jar").exists():
+        archive = next(APICURIO_DIR.glob("apicurio-registry-app-*-all.tar.gz"))
+        log(f"unpacking {archive.name}")
+        partial = APICURIO_DIR / "dist.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        run(["tar", "xzf", str(archive), "-C", str(partial)])
+        partial.rename(APICURIO_DIST)
+    (SCHEMA_REGISTRY_DIR / "tmp").mkdir(parents=True, exist_ok=True)
+
+
+def _schema_registry_command() -> list[str]:
+    tmp = SCHEMA_REGISTRY_DIR / "tmp"
+    settings = {
+        "quarkus.http.host": HOST,
+        "quarkus.http.port": PORTS["schema-registry"],
+        # Health and metrics are served on Quarkus' separate management interface.
+        "quarkus.management.host": HOST,
+        "quarkus.management.port": PORTS["schema-registry-management"],
+        # Embedded H2 in a file: registered schemas (and so the ids inside Kafka records) survive restarts.
+        "apicurio.datasource.url": f"jdbc:h2:file:{SCHEMA_REGISTRY_DIR / 'h2' / 'registry'}",
+        # Confluent's default level; Apicurio's own default is NONE.
+        "apicurio.rules.global.compatibility": "BACKWARD",
+        "apicurio.storage.snapshot.location": tmp,
+        "apicurio.import.work-dir": tmp,
+        "java.io.tmpdir": tmp,
+    }
+    return [str(find_java(21)), "-Xmx256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            *(f"-D{key}={value}" for key, value in settings.items()), "-jar", str(APICURIO_DIST / "quarkus-run.jar")]
+
+
+def _schema_registry_healthy() -> bool:
+    ready = _http_json(f"http://{HOST}:{PORTS['schema-registry-management']}/health/ready")
+    return isinstance(ready, dict) and ready.get("status") == "UP"
+
+
+SCHEMA_REGISTRY = Service(
+    name="schema-registry",
+    address=f"http://{HOST}:{PORTS['schema-registry']}{SCHEMA_REGISTRY_API_PATH} (Apicurio Registry)",
+    command=_schema_registry_command,
+    prepare=_schema_registry_prepare,
+    healthy=_schema_registry_healthy,
+    start_timeout=120,
+)
+
 # --------------------------------------------------------------------------- Kafka Connect (distributed)
 
 
@@ -653,7 +721,68 @@ FLINK_TM = Service(
     depends_on=["flink-jobmanager"],
 )
 
-SERVICES = [POSTGRES, MARIADB, KAFKA, CONNECT, FLINK_JM, FLINK_TM]
+# --------------------------------------------------------------------------- Elasticsearch
+
+ES_DIR = STATE / "elasticsearch"
+ES_HOME = ES_DIR / f"elasticsearch-{VERSIONS['ELASTICSEARCH_VERSION']}"
+
+
+def _es_owner() -> tuple[str, str] | None:
+    """Elasticsearch refuses to run as root: under root it runs as nobody."""
+    return ("nobody", "nogroup") if os.geteuid() == 0 else None
+
+
+def _es_prepare() -> None:
+    import grp
+    import pwd
+    import zipfile
+
+    install_jvm_parts()
+    if not (ES_HOME / "bin" / "elasticsearch").exists():
+        log("unpacking Elasticsearch")
+        with zipfile.ZipFile(next((JVM / "elasticsearch").glob("elasticsearch-*.zip"))) as archive:
+            archive.extractall(ES_DIR)
+        for script in (ES_HOME / "bin").iterdir():
+            script.chmod(0o755)
+    conf = ES_DIR / "config"
+    if not conf.exists():
+        shutil.copytree(ES_HOME / "config", conf)
+    (conf / "elasticsearch.yml").write_text("\n".join([
+        "cluster.name: mesh",
+        "discovery.type: single-node",
+        f"network.host: {HOST}",
+        f"http.port: {PORTS['elasticsearch']}",
+        "xpack.security.enabled: false",
+        f"path.data: {ES_DIR / 'data'}",
+        f"path.logs: {ES_DIR / 'logs'}",
+    ]) + "\n")
+    for sub in ("data", "logs", "tmp"):
+        (ES_DIR / sub).mkdir(exist_ok=True)
+    if owner := _es_owner():
+        uid, gid = pwd.getpwnam(owner[0]).pw_uid, grp.getgrnam(owner[1]).gr_gid
+        for sub in ("config", "data", "logs", "tmp"):
+            for path in [ES_DIR / sub, *(ES_DIR / sub).rglob("*")]:
+                os.chown(path, uid, gid)
+
+
+def _es_healthy() -> bool:
+    health = _http_json(f"http://{HOST}:{PORTS['elasticsearch']}/_cluster/health")
+    return isinstance(health, dict) and health.get("status") in {"green", "yellow"}
+
+
+ELASTICSEARCH = Service(
+    name="elasticsearch",
+    address=f"http://{HOST}:{PORTS['elasticsearch']}",
+    command=lambda: [str(ES_HOME / "bin" / "elasticsearch")],
+    prepare=_es_prepare,
+    healthy=_es_healthy,
+    env=lambda: {"ES_JAVA_HOME": str(find_java(21).parent.parent), "ES_PATH_CONF": str(ES_DIR / "config"),
+                 "ES_JAVA_OPTS": "-Xms512m -Xmx512m", "ES_TMPDIR": str(ES_DIR / "tmp")},
+    user=(_es_owner() or (None, None))[0],
+    group=(_es_owner() or (None, None))[1],
+)
+
+SERVICES = [POSTGRES, MARIADB, KAFKA, SCHEMA_REGISTRY, CONNECT, FLINK_JM, FLINK_TM, ELASTICSEARCH]
 
 # --------------------------------------------------------------------------- connections
 
@@ -670,6 +799,10 @@ def connections() -> dict[str, dict]:
                           "login": DB_USER, "password": DB_PASSWORD, "schema": DB_NAME},
         "mariadb_mesh": {"conn_type": "mysql", "host": HOST, "port": PORTS["mariadb"],
                          "login": DB_USER, "password": DB_PASSWORD, "schema": DB_NAME},
+        "elasticsearch_default": {"conn_type": "elasticsearch", "host": HOST, "port": PORTS["elasticsearch"],
+                                  "schema": "http"},
+        "schema_registry_default": {"conn_type": "schema_registry", "host": HOST, "port": PORTS["schema-registry"],
+                                    "schema": "http", "extra": {"api_path": SCHEMA_REGISTRY_API_PATH}},
     }
 
 
