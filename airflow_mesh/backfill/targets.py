@@ -34,12 +34,23 @@ class Target(Protocol):
     def read_range(self, key_range: KeyRange) -> pa.Table: ...
 
 
+def _normalized(t: pa.DataType) -> pa.DataType:
+    """A type as it compares across stores: large and plain strings/binaries alike, UTC spelled one way."""
+    if pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_large_binary(t):
+        return pa.binary()
+    if pa.types.is_timestamp(t) and t.tz in ("+00:00", "Etc/UTC", "UTC"):
+        return pa.timestamp(t.unit, tz="UTC")
+    return t
+
+
 def _schema_problems(expected: pa.Schema, actual: pa.Schema) -> list[str]:
     problems = []
     for field in expected:
         if field.name not in actual.names:
             problems.append(f"column {field.name!r} is missing")
-        elif not actual.field(field.name).type.equals(field.type):
+        elif not _normalized(actual.field(field.name).type).equals(_normalized(field.type)):
             problems.append(f"column {field.name!r} is {actual.field(field.name).type}, the source's is {field.type}")
     return problems
 
@@ -70,7 +81,10 @@ class IcebergTarget:
         try:
             existing = self.catalog.load_table(self.identifier).schema().as_arrow()
         except NoSuchTableError:
-            self.catalog.create_table(self.identifier, schema=schema)
+            key_field = schema.field(key).with_nullable(False)
+            table = self.catalog.create_table(self.identifier, schema=schema.set(schema.get_field_index(key), key_field))
+            with table.update_schema() as update:
+                update.set_identifier_fields(key)
             return
         problems = _schema_problems(schema, existing)
         if problems:
@@ -90,7 +104,8 @@ class IcebergTarget:
         table = self.catalog.load_table(self.identifier)
         path = f"{table.location()}/data/backfill-{key_range.id}-{uuid.uuid4().hex}.parquet"
         with table.io.new_output(path).create(overwrite=True) as stream:
-            pq.write_table(data, stream, compression="zstd", compression_level=1)
+            # In the table's own Arrow schema (its key is required), so that add_files accepts the file.
+            pq.write_table(data.cast(table.schema().as_arrow()), stream, compression="zstd", compression_level=1)
         return path
 
     def commit(self, staged: list[tuple[KeyRange, str]]) -> None:
