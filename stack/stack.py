@@ -799,6 +799,10 @@ def connections() -> dict[str, dict]:
                           "login": DB_USER, "password": DB_PASSWORD, "schema": DB_NAME},
         "mariadb_mesh": {"conn_type": "mysql", "host": HOST, "port": PORTS["mariadb"],
                          "login": DB_USER, "password": DB_PASSWORD, "schema": DB_NAME},
+        # Iceberg: the embedded default, a SQLite catalog and a local warehouse folder.
+        "iceberg_default": {"conn_type": "iceberg", "extra": {"catalog": {
+            "type": "sql", "uri": f"sqlite:///{STATE / 'iceberg' / 'catalog.db'}",
+            "warehouse": f"file://{STATE / 'iceberg' / 'warehouse'}"}}},
         "elasticsearch_default": {"conn_type": "elasticsearch", "host": HOST, "port": PORTS["elasticsearch"],
                                   "schema": "http"},
         "schema_registry_default": {"conn_type": "schema_registry", "host": HOST, "port": PORTS["schema-registry"],
@@ -811,6 +815,7 @@ def _flink_python_jar() -> Path:
 
 
 def write_connections() -> None:
+    (STATE / "iceberg" / "warehouse").mkdir(parents=True, exist_ok=True)
     lines = ["# Airflow connections for the local stack; `set -a; . .stack/connections.env` to use them."]
     for conn_id, conn in connections().items():
         lines.append(f"AIRFLOW_CONN_{conn_id.upper()}='{json.dumps(conn)}'")

@@ -27,6 +27,7 @@ class CheckpointStore:
         with self._connect() as db:
             db.execute("CREATE TABLE IF NOT EXISTS done_ranges (job TEXT, range_id TEXT, lo INTEGER, hi INTEGER, "
                        "rows INTEGER, checksum TEXT, finished_at REAL, PRIMARY KEY (job, range_id))")
+            db.execute("CREATE TABLE IF NOT EXISTS watermarks (stream TEXT PRIMARY KEY, cursor TEXT, updated_at REAL)")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -44,6 +45,17 @@ class CheckpointStore:
         with self._connect() as db:
             db.execute("INSERT OR REPLACE INTO done_ranges VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (job, key_range.id, key_range.lo, key_range.hi, rows, str(checksum), time.time()))
+
+    def watermark(self, stream: str) -> str | None:
+        """The cursor value an incremental stream has copied up to (None before its first run)."""
+        with self._connect() as db:
+            row = db.execute("SELECT cursor FROM watermarks WHERE stream = ?", (stream,)).fetchone()
+        return row[0] if row else None
+
+    def set_watermark(self, stream: str, cursor: str) -> None:
+        """Move an incremental stream's high-water mark (after its run was copied and verified)."""
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?)", (stream, cursor, time.time()))
 
     def forget(self, job: str) -> None:
         """Drop a job's records (a fresh start)."""

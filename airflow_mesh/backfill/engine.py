@@ -8,13 +8,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
 from airflow_mesh.backfill.checkpoint import CheckpointStore
-from airflow_mesh.backfill.checksum import combine, table_checksum
+from airflow_mesh.backfill.checksum import table_checksum
 from airflow_mesh.backfill.errors import VerificationError
-from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, job_id, plan_ranges
+from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, Mode, job_id, plan_ranges
 from airflow_mesh.backfill.sources import Source, TableInfo
 from airflow_mesh.backfill.targets import Target
 
@@ -47,6 +48,8 @@ class Summary:
     verified: bool = False
     checksums: dict[str, list[int]] = field(default_factory=dict)
     dry_run: bool = False
+    cursor_after: str | None = None
+    cursor_max: str | None = None
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -93,6 +96,10 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
         on_progress: Callable[[int, int], None] | None = None, verify: bool = True) -> Summary:
     """Copy ``request.table`` from source to target, resuming from the checkpoints, then verify.
 
+    In ``incremental`` mode without an explicit ``cursor_after``, the run starts from the stream's
+    high-water mark in the checkpoint store (everything on the first run), overwrites the copied rows
+    by key, verifies the key ranges it touched against the whole source, and then moves the mark.
+
     Args:
         source: Where rows come from.
         target: Where they go (created, or checked to be compatible, before the first write).
@@ -109,9 +116,13 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
         VerificationError: a range differs between source and target (named in the message).
     """
     started = time.monotonic()
+    incremental = request.mode is Mode.INCREMENTAL
+    stream = job_id(source.name, target.name, request.model_copy(update={"cursor_after": None}))
+    if incremental and request.cursor_after is None:
+        request = request.model_copy(update={"cursor_after": checkpoints.watermark(stream)})
     the_plan = plan(source, target, request)
     summary = Summary(the_plan.job, request.table, source.name, target.name, ranges=len(the_plan.ranges),
-                      dry_run=request.dry_run)
+                      dry_run=request.dry_run, cursor_after=request.cursor_after)
     if request.dry_run:
         summary.rows, summary.seconds = the_plan.rows, time.monotonic() - started
         return summary
@@ -122,24 +133,45 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
     progress = Progress(the_plan.rows, on_progress)
     progress.add(sum(done.get(r.id, (0, 0))[0] for r in the_plan.ranges))
 
-    def move(key_range: KeyRange) -> None:
+    def move(key_range: KeyRange) -> Any:
         data = read_range(source, the_plan, request, key_range)
-        target.write_range(key_range, data)
+        target.write_range(key_range, data, upsert=incremental)
         rows, checksum = table_checksum(data)
         checkpoints.record(the_plan.job, key_range, rows, checksum)
         progress.add(rows)
+        return _max_cursor(data, request.cursor_column) if incremental else None
 
     with ThreadPoolExecutor(max_workers=request.parallelism, thread_name_prefix="backfill") as pool:
-        for result in pool.map(move, pending):
-            del result
+        cursors = [c for c in pool.map(move, pending) if c is not None]
     done = checkpoints.done(the_plan.job)
     summary.rows = sum(done[r.id][0] for r in the_plan.ranges)
     summary.checksums = {r.id: list(done[r.id]) for r in the_plan.ranges}
     if verify:
+        if incremental:  # the touched ranges must now equal the whole source's rows there
+            done = source_checksums(source, the_plan, request, the_plan.ranges)
         verify_target(target, the_plan.ranges, done)
         summary.verified = True
+    if incremental and cursors:
+        highest = max(cursors)
+        summary.cursor_max = highest.isoformat() if hasattr(highest, "isoformat") else str(highest)
+        checkpoints.set_watermark(stream, summary.cursor_max)
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
+
+
+def _max_cursor(data: pa.Table, column: str) -> Any:
+    """The largest cursor value of a range (None when it has no rows)."""
+    import pyarrow.compute as pc
+
+    return pc.max(data.column(column)).as_py() if data.num_rows else None
+
+
+def source_checksums(source: Source, the_plan: Plan, request: BackfillRequest,
+                     ranges: list[KeyRange]) -> dict[str, tuple[int, int]]:
+    """``range id -> (rows, checksum)`` of the source's rows in each range, cursor filter left out
+    (what the target must hold there, whatever the mode)."""
+    whole = request.model_copy(update={"mode": Mode.FULL, "cursor_after": None})
+    return {r.id: table_checksum(read_range(source, the_plan, whole, r)) for r in ranges}
 
 
 def verify_target(target: Target, ranges: list[KeyRange], expected: dict[str, tuple[int, int]]) -> None:
@@ -162,11 +194,11 @@ def verify(source: Source, target: Target, request: BackfillRequest) -> Summary:
     started = time.monotonic()
     the_plan = plan(source, target, request)
     target.prepare(the_plan.info.schema, the_plan.key)
-    expected = {r.id: table_checksum(read_range(source, the_plan, request, r)) for r in the_plan.ranges}
+    expected = source_checksums(source, the_plan, request, the_plan.ranges)
     verify_target(target, the_plan.ranges, expected)
     return Summary(the_plan.job, request.table, source.name, target.name, rows=sum(v[0] for v in expected.values()),
                    ranges=len(the_plan.ranges), verified=True, seconds=round(time.monotonic() - started, 3),
                    checksums={k: list(v) for k, v in expected.items()})
 
 
-__all__ = ["Plan", "Progress", "Summary", "combine", "plan", "run", "verify", "verify_target"]
+__all__ = ["Plan", "Progress", "Summary", "plan", "run", "source_checksums", "verify", "verify_target"]

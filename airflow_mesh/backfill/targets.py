@@ -29,7 +29,9 @@ class Target(Protocol):
 
     def prepare(self, schema: pa.Schema, key: str) -> None: ...
 
-    def write_range(self, key_range: KeyRange, data: pa.Table) -> None: ...
+    def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
+        """Replace the range with ``data`` (``upsert``: only overwrite the rows of ``data``, by key)."""
+        ...
 
     def read_range(self, key_range: KeyRange) -> pa.Table: ...
 
@@ -118,8 +120,12 @@ class IcebergTarget:
                 tx.delete(delete_filter=self._range_filter(key_range))
             tx.add_files([path for _, path in staged], check_duplicate_files=False)
 
-    def write_range(self, key_range: KeyRange, data: pa.Table) -> None:
-        self.commit([(key_range, self.stage_range(key_range, data))])
+    def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
+        if upsert:
+            table = self.catalog.load_table(self.identifier)
+            table.upsert(data.cast(table.schema().as_arrow()), join_cols=[self.key])
+        else:
+            self.commit([(key_range, self.stage_range(key_range, data))])
 
     def read_range(self, key_range: KeyRange) -> pa.Table:
         scan = self.catalog.load_table(self.identifier).scan(row_filter=self._range_filter(key_range),
@@ -159,10 +165,14 @@ class PostgresTarget:
             raise TargetSchemaError(f"PostgreSQL table {self.table} exists with an incompatible schema: "
                                     + "; ".join(problems))
 
-    def write_range(self, key_range: KeyRange, data: pa.Table) -> None:
+    def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
         schema_name, _, name = self.table.rpartition(".")
         with self._connect() as conn, conn.cursor() as cur:
-            cur.execute(f"DELETE FROM {self.table} WHERE {self.key} >= {key_range.lo} AND {self.key} < {key_range.hi}")
+            if upsert:
+                keys = ",".join(str(int(k)) for k in data.column(self.key).to_pylist()) or "NULL"
+                cur.execute(f"DELETE FROM {self.table} WHERE {self.key} IN ({keys})")
+            else:
+                cur.execute(f"DELETE FROM {self.table} WHERE {self.key} >= {key_range.lo} AND {self.key} < {key_range.hi}")
             if data.num_rows:
                 cur.adbc_ingest(name, data, mode="append", db_schema_name=schema_name or None)
             conn.commit()
@@ -249,12 +259,14 @@ class ElasticsearchTarget:
                 return found
             after = page[-1]["sort"]
 
-    def write_range(self, key_range: KeyRange, data: pa.Table) -> None:
+    def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
         from elasticsearch import helpers
 
-        self.client.indices.refresh(index=self.index)
-        keep = {str(k) for k in data.column(self.key).to_pylist()}
-        stale = [hit["_id"] for hit in self._documents_in(key_range, False) if hit["_id"] not in keep]
+        stale: list[str] = []
+        if not upsert:
+            self.client.indices.refresh(index=self.index)
+            keep = {str(k) for k in data.column(self.key).to_pylist()}
+            stale = [hit["_id"] for hit in self._documents_in(key_range, False) if hit["_id"] not in keep]
         actions = [{"_op_type": "delete", "_index": self.index, "_id": doc_id} for doc_id in stale]
         actions += [{"_index": self.index, "_id": str(doc[self.key]), "_source": doc} for doc in _documents(data)]
         helpers.bulk(self.client, actions, chunk_size=5000, request_timeout=120)
@@ -289,7 +301,8 @@ class KafkaTarget:
         if self.topic not in admin.list_topics(timeout=30).topics:
             admin.create_topics([NewTopic(self.topic, self.partitions, 1)])[self.topic].result(timeout=30)
 
-    def write_range(self, key_range: KeyRange, data: pa.Table) -> None:
+    def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
+        """Produce the rows (a keyed topic has upsert semantics either way)."""
         from confluent_kafka import Producer
 
         producer = Producer({**self.config, "transactional.id": f"airflow-mesh-backfill-{self.topic}-{key_range.id}",

@@ -1,0 +1,206 @@
+"""Operators that run backfills: in one task, or fanned out over key ranges as mapped tasks.
+
+One task (``BackfillOperator``) moves ranges in parallel threads and resumes from its checkpoints
+when retried. To scale past one worker, ``PlanBackfillOperator`` -> ``BackfillRangeOperator.expand``
+-> ``CommitBackfillOperator`` lets Airflow's executor (Celery, Kubernetes...) spread the ranges; for an
+Iceberg target the range tasks only stage data files and the final task commits them all at once,
+so concurrent writers never fight over the table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseHook, BaseOperator
+
+from airflow_mesh.backfill import engine
+from airflow_mesh.backfill.checkpoint import CheckpointStore
+from airflow_mesh.backfill.checksum import table_checksum
+from airflow_mesh.backfill.endpoints import ConnectionFields, make_source, make_target
+from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, Mode
+from airflow_mesh.backfill.targets import IcebergTarget
+
+
+def connection_fields(conn_id: str) -> ConnectionFields:
+    """An Airflow connection as the backfill engine's endpoint description."""
+    conn = BaseHook.get_connection(conn_id)
+    return ConnectionFields(conn.conn_type, conn.host, conn.port, conn.login, conn.password, conn.schema,
+                            conn.extra_dejson)
+
+
+def default_checkpoint_path() -> Path:
+    """``$AIRFLOW_HOME/airflow-mesh/backfill-checkpoints.sqlite`` (set ``checkpoint_path`` to a shared
+    volume when retries may land on another worker)."""
+    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "airflow-mesh" / "backfill-checkpoints.sqlite"
+
+
+class _BackfillOperator(BaseOperator):
+    """What every backfill operator takes: where from, where to, and the request."""
+
+    template_fields: Sequence[str] = ("source_conn_id", "table", "target_conn_id", "target_name", "key", "mode",
+                                      "cursor_column", "cursor_after", "where", "range_size", "parallelism",
+                                      "dry_run")
+    ui_color = "#fdf3e7"
+
+    def __init__(self, *, source_conn_id: str, table: str, target_conn_id: str, target_name: str,
+                 key: str | None = None, mode: str = "full", cursor_column: str | None = None,
+                 cursor_after: str | None = None, where: str | None = None, range_size: int = 250_000,
+                 parallelism: int = 2, dry_run: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source_conn_id = source_conn_id
+        self.table = table
+        self.target_conn_id = target_conn_id
+        self.target_name = target_name
+        self.key = key
+        self.mode = mode
+        self.cursor_column = cursor_column
+        self.cursor_after = cursor_after
+        self.where = where
+        self.range_size = range_size
+        self.parallelism = parallelism
+        self.dry_run = dry_run
+
+    def request(self) -> BackfillRequest:
+        return BackfillRequest(table=self.table, key=self.key or None, mode=self.mode,
+                               cursor_column=self.cursor_column or None, cursor_after=self.cursor_after or None,
+                               where=self.where or None, range_size=int(self.range_size),
+                               parallelism=int(self.parallelism), dry_run=self._as_bool(self.dry_run))
+
+    @staticmethod
+    def _as_bool(value: Any) -> bool:
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+
+    def endpoints(self):
+        return (make_source(connection_fields(self.source_conn_id)),
+                make_target(connection_fields(self.target_conn_id), self.target_name))
+
+
+class BackfillOperator(_BackfillOperator):
+    """Copy a table from one datastore to another, resumable and verified, in one task.
+
+    Args:
+        source_conn_id: A ``postgres``, ``mysql`` or ``iceberg`` connection.
+        table: The source table.
+        target_conn_id: A ``postgres``, ``iceberg``, ``elasticsearch`` or ``kafka`` connection.
+        target_name: The target table, index or topic.
+        key, mode, cursor_column, cursor_after, where, range_size, parallelism, dry_run: see
+            ``airflow_mesh.backfill.plan.BackfillRequest``.
+        verify: Compare row counts and checksums of every range at the end.
+        checkpoint_path: The checkpoint store (default: ``default_checkpoint_path()``).
+
+    Returns (XCom):
+        The run's summary: rows, ranges, seconds, checksums per range.
+    """
+
+    def __init__(self, *, verify: bool = True, checkpoint_path: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.verify = verify
+        self.checkpoint_path = checkpoint_path
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        request = self.request()
+        source, target = self.endpoints()
+        store = CheckpointStore(self.checkpoint_path or default_checkpoint_path())
+        summary = engine.run(source, target, request, store, verify=self.verify)
+        self.log.info("Backfill %s: %d rows in %d ranges (%d resumed from checkpoints) in %.1fs, verified=%s",
+                      summary.job, summary.rows, summary.ranges, summary.ranges_skipped, summary.seconds,
+                      summary.verified)
+        return summary.to_dict()
+
+
+class PlanBackfillOperator(_BackfillOperator):
+    """Plan a fanned-out backfill: check the target (create it, or verify its schema) and cut the ranges.
+
+    Returns (XCom):
+        ``parallelism`` groups of ranges (``[[{"lo": ..., "hi": ...}, ...], ...]``, dealt round-robin)
+        to ``.expand()`` the range tasks over: one mapped task per group. Empty for a dry run.
+    """
+
+    def execute(self, context: Any) -> list[list[dict[str, int]]]:
+        request = self.request()
+        source, target = self.endpoints()
+        the_plan = engine.plan(source, target, request)
+        self.log.info("Backfill %s of %s: %d rows in %d ranges", the_plan.job, request.table, the_plan.rows,
+                      len(the_plan.ranges))
+        if request.dry_run:
+            return []
+        target.prepare(the_plan.info.schema, the_plan.key)
+        groups = [[r.to_dict() for r in the_plan.ranges[i::request.parallelism]] for i in range(request.parallelism)]
+        return [group for group in groups if group]
+
+
+class BackfillRangeOperator(_BackfillOperator):
+    """Move a group of key ranges (a mapped task). An Iceberg target's data is staged, not committed.
+
+    Args:
+        key_ranges: ``[{"lo": ..., "hi": ...}, ...]``, one group from PlanBackfillOperator.
+
+    Returns (XCom):
+        ``[{"lo", "hi", "rows", "checksum", "staged_file"}, ...]``.
+    """
+
+    template_fields: Sequence[str] = (*_BackfillOperator.template_fields, "key_ranges")
+
+    def __init__(self, *, key_ranges: list[dict[str, int]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.key_ranges = key_ranges
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        request = self.request()
+        source, target = self.endpoints()
+        the_plan = engine.plan(source, target, request)
+        target.prepare(the_plan.info.schema, the_plan.key)
+        return [self._move(source, target, the_plan, request, KeyRange(int(r["lo"]), int(r["hi"])))
+                for r in self.key_ranges]
+
+    def _move(self, source, target, the_plan, request: BackfillRequest, key_range: KeyRange) -> dict[str, Any]:
+        data = engine.read_range(source, the_plan, request, key_range)
+        staged = None
+        if isinstance(target, IcebergTarget) and request.mode is Mode.FULL:
+            staged = target.stage_range(key_range, data)
+        else:
+            target.write_range(key_range, data, upsert=request.mode is Mode.INCREMENTAL)
+        rows, checksum = table_checksum(data)
+        self.log.info("Range %s: %d rows%s", key_range.id, rows, f", staged {staged}" if staged else "")
+        return {**key_range.to_dict(), "rows": rows, "checksum": str(checksum), "staged_file": staged}
+
+
+class CommitBackfillOperator(_BackfillOperator):
+    """Commit what the range tasks staged (one Iceberg commit for all of them) and verify every range.
+
+    Args:
+        results: The range tasks' XComs, one list per task (e.g. the mapped task's ``.output``).
+        verify: Compare every range's rows and checksum with the target.
+
+    Returns (XCom):
+        ``{"rows", "ranges", "verified"}``.
+    """
+
+    template_fields: Sequence[str] = (*_BackfillOperator.template_fields, "results")
+
+    def __init__(self, *, results: Any, verify: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.results = results
+        self.verify = verify
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        results = [result for group in (self.results or []) for result in group]
+        source, target = self.endpoints()
+        request = self.request()
+        the_plan = engine.plan(source, target, request)
+        target.prepare(the_plan.info.schema, the_plan.key)
+        ranges = [KeyRange(r["lo"], r["hi"]) for r in results]
+        staged = [(KeyRange(r["lo"], r["hi"]), r["staged_file"]) for r in results if r.get("staged_file")]
+        if staged:
+            target.commit(staged)
+            self.log.info("Committed %d staged data files in one Iceberg commit", len(staged))
+        if self.verify:
+            if request.mode is Mode.INCREMENTAL:
+                expected = engine.source_checksums(source, the_plan, request, ranges)
+            else:
+                expected = {KeyRange(r["lo"], r["hi"]).id: (r["rows"], int(r["checksum"])) for r in results}
+            engine.verify_target(target, ranges, expected)
+        return {"rows": sum(r["rows"] for r in results), "ranges": len(results), "verified": self.verify}
