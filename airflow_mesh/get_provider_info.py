@@ -25,6 +25,8 @@ def get_provider_info() -> dict[str, Any]:
              "tags": ["apache"]},
             {"integration-name": "Apache Flink (REST)", "external-doc-url": "https://flink.apache.org/",
              "tags": ["apache"]},
+            {"integration-name": "Backfills", "external-doc-url": "https://iceberg.apache.org/",
+             "tags": ["software"]},
         ],
         "hooks": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.hooks.kafka_connect"]},
@@ -32,6 +34,7 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "operators": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.operators.kafka_connect"]},
+            {"integration-name": "Backfills", "python-modules": ["airflow_mesh.operators.backfill"]},
         ],
         "sensors": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.sensors.kafka_connect"]},
