@@ -27,6 +27,9 @@ def get_provider_info() -> dict[str, Any]:
              "tags": ["apache"]},
             {"integration-name": "Backfills", "external-doc-url": "https://iceberg.apache.org/",
              "tags": ["software"]},
+            {"integration-name": "Debezium",
+             "external-doc-url": "https://debezium.io/documentation/reference/stable/configuration/signalling.html",
+             "tags": ["software"]},
         ],
         "hooks": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.hooks.kafka_connect"]},
@@ -35,12 +38,15 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.operators.kafka_connect"]},
             {"integration-name": "Backfills", "python-modules": ["airflow_mesh.operators.backfill"]},
+            {"integration-name": "Debezium", "python-modules": ["airflow_mesh.operators.debezium"]},
         ],
         "sensors": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.sensors.kafka_connect"]},
+            {"integration-name": "Debezium", "python-modules": ["airflow_mesh.sensors.debezium"]},
         ],
         "triggers": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.triggers.kafka_connect"]},
+            {"integration-name": "Debezium", "python-modules": ["airflow_mesh.triggers.debezium"]},
         ],
         "connection-types": [
             {"hook-class-name": "airflow_mesh.hooks.kafka_connect.KafkaConnectHook", "connection-type": "kafka_connect"},
