@@ -27,6 +27,9 @@ def get_provider_info() -> dict[str, Any]:
              "tags": ["apache"]},
             {"integration-name": "Backfills", "external-doc-url": "https://iceberg.apache.org/",
              "tags": ["software"]},
+            {"integration-name": "Schema Registry",
+             "external-doc-url": "https://docs.confluent.io/platform/current/schema-registry/develop/api.html",
+             "tags": ["software"]},
             {"integration-name": "Debezium",
              "external-doc-url": "https://debezium.io/documentation/reference/stable/configuration/signalling.html",
              "tags": ["software"]},
@@ -34,11 +37,13 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.hooks.kafka_connect"]},
             {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_mesh.hooks.flink"]},
+            {"integration-name": "Schema Registry", "python-modules": ["airflow_mesh.hooks.schema_registry"]},
         ],
         "operators": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.operators.kafka_connect"]},
             {"integration-name": "Backfills", "python-modules": ["airflow_mesh.operators.backfill"]},
             {"integration-name": "Debezium", "python-modules": ["airflow_mesh.operators.debezium"]},
+            {"integration-name": "Schema Registry", "python-modules": ["airflow_mesh.operators.contracts"]},
         ],
         "sensors": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.sensors.kafka_connect"]},
@@ -51,6 +56,8 @@ def get_provider_info() -> dict[str, Any]:
         "connection-types": [
             {"hook-class-name": "airflow_mesh.hooks.kafka_connect.KafkaConnectHook", "connection-type": "kafka_connect"},
             {"hook-class-name": "airflow_mesh.hooks.flink.FlinkHook", "connection-type": "flink"},
+            {"hook-class-name": "airflow_mesh.hooks.schema_registry.SchemaRegistryHook",
+             "connection-type": "schema_registry"},
         ],
         "extra-links": [],
     }

@@ -37,9 +37,11 @@ __all__ = [
     "Direction",
     "Incompatibility",
     "InvalidSchemaError",
+    "ParsedSchema",
     "SchemaInput",
     "check_can_read",
     "check_compatibility",
+    "parse_avro_schema",
 ]
 
 SchemaInput: TypeAlias = "str | dict[str, Any] | list[Any]"
@@ -204,8 +206,14 @@ def check_compatibility(
 
 
 @dataclass(frozen=True)
-class _ParsedSchema:
-    """A validated schema in fastavro's parsed form and its named types by full name."""
+class ParsedSchema:
+    """A validated schema in fastavro's parsed form and its named types by full name.
+
+    Attributes:
+        root: The schema with every name made a full name; a named type is defined where it first
+            appears and referenced by its full name after that.
+        named: Each named type's definition by full name.
+    """
 
     root: _Schema
     named: dict[str, dict[str, Any]]
@@ -217,7 +225,23 @@ class _ParsedSchema:
         return schema
 
 
-def _parse(schema: SchemaInput, role: str) -> _ParsedSchema:
+def parse_avro_schema(schema: SchemaInput, role: str = "schema") -> ParsedSchema:
+    """Validate a schema the way the checker does and return its parsed form.
+
+    Args:
+        schema: The schema.
+        role: What the schema is, for error messages (e.g. ``value.avsc``).
+
+    Returns:
+        The parsed schema.
+
+    Raises:
+        InvalidSchemaError: If the schema is not a valid Avro schema.
+    """
+    return _parse(schema, role)
+
+
+def _parse(schema: SchemaInput, role: str) -> ParsedSchema:
     loaded = _load_json(schema, role)
     named: dict[str, dict[str, Any]] = {}
     try:
@@ -229,7 +253,7 @@ def _parse(schema: SchemaInput, role: str) -> _ParsedSchema:
         raise InvalidSchemaError(f"invalid {role}: missing attribute {exc}") from exc
     except (SchemaParseException, ValueError, TypeError) as exc:
         raise InvalidSchemaError(f"invalid {role}: {exc}") from exc
-    return _ParsedSchema(root, named)
+    return ParsedSchema(root, named)
 
 
 def _load_json(schema: SchemaInput, role: str) -> _Schema:
@@ -297,7 +321,7 @@ def _enforce_unique_field_names(record: dict[str, Any]) -> None:
 class _Resolver:
     """Resolves a writer schema against a reader schema, collecting incompatibilities."""
 
-    def __init__(self, writer: _ParsedSchema, reader: _ParsedSchema) -> None:
+    def __init__(self, writer: ParsedSchema, reader: ParsedSchema) -> None:
         self._writer = writer
         self._reader = reader
         self._visited: set[tuple[str, str]] = set()
