@@ -44,14 +44,17 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Backfills", "python-modules": ["airflow_mesh.operators.backfill"]},
             {"integration-name": "Debezium", "python-modules": ["airflow_mesh.operators.debezium"]},
             {"integration-name": "Schema Registry", "python-modules": ["airflow_mesh.operators.contracts"]},
+            {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_mesh.operators.flink"]},
         ],
         "sensors": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.sensors.kafka_connect"]},
             {"integration-name": "Debezium", "python-modules": ["airflow_mesh.sensors.debezium"]},
+            {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_mesh.sensors.flink"]},
         ],
         "triggers": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.triggers.kafka_connect"]},
             {"integration-name": "Debezium", "python-modules": ["airflow_mesh.triggers.debezium"]},
+            {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_mesh.triggers.flink"]},
         ],
         "connection-types": [
             {"hook-class-name": "airflow_mesh.hooks.kafka_connect.KafkaConnectHook", "connection-type": "kafka_connect"},
