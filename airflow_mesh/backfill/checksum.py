@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -9,21 +11,29 @@ import pyarrow.compute as pc
 MASK = (1 << 64) - 1
 
 
+def _polars_formats(t: pa.DataType) -> bool:
+    """Whether polars writes a decimal's text exactly as Arrow does, and 3x faster: for a scale of 0
+    to 6 Arrow never uses its scientific notation (``0E-7``), so both write plain ``-12.50``."""
+    return pa.types.is_decimal128(t) and 0 <= t.scale <= 6
+
+
 def _canonical(table: pa.Table) -> pa.Table:
     """Every column in a form whose hash does not depend on how a side stores it.
 
-    Decimals become their exact text, timestamps their microseconds since the epoch in UTC, and
-    large strings plain strings.
+    Decimals become their exact text (those of ``_polars_formats`` in ``table_checksum``),
+    timestamps their microseconds since the epoch in UTC, and all text string views: polars takes
+    Arrow's views as they are (the hash is that of the text, however it is stored), where it would
+    copy every value of a plain or large string column.
     """
     columns = []
     for column in table.columns:
         t = column.type
-        if pa.types.is_decimal(t):
-            column = pc.cast(column, pa.string())
+        if pa.types.is_decimal(t) and not _polars_formats(t):
+            column = pc.cast(pc.cast(column, pa.string()), pa.string_view())
         elif pa.types.is_timestamp(t):
             column = pc.cast(pc.cast(column, pa.timestamp("us", tz=t.tz)), pa.int64())
-        elif pa.types.is_large_string(t):
-            column = pc.cast(column, pa.string())
+        elif pa.types.is_string(t) or pa.types.is_large_string(t):
+            column = pc.cast(column, pa.string_view())
         columns.append(column)
     return pa.table(columns, names=table.column_names)
 
@@ -40,10 +50,20 @@ def table_checksum(table: pa.Table) -> tuple[int, int]:
     if table.num_rows == 0:
         return 0, 0
     canonical = _canonical(table.select(sorted(table.column_names)))
-    hashes = pl.from_arrow(canonical).hash_rows(seed=0x6D657368)
+    frame = pl.from_arrow(canonical)
+    decimals = [f.name for f in canonical.schema if _polars_formats(f.type)]
+    if decimals:
+        frame = frame.with_columns(pl.col(decimals).cast(pl.String))
+    hashes = frame.hash_rows(seed=0x6D657368)
     return table.num_rows, int(hashes.sum()) & MASK
 
 
 def combine(parts: list[tuple[int, int]]) -> tuple[int, int]:
     """The checksum of several batches' rows taken together."""
     return sum(rows for rows, _ in parts), sum(checksum for _, checksum in parts) & MASK
+
+
+def batches_checksum(batches: Iterable[pa.RecordBatch]) -> tuple[int, int]:
+    """``(rows, checksum)`` of a stream of batches, equal to ``table_checksum`` of them as one table,
+    without ever holding more than one batch."""
+    return combine([table_checksum(pa.Table.from_batches([batch])) for batch in batches])

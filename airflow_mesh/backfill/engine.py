@@ -5,19 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from airflow_mesh.backfill.checkpoint import CheckpointStore
-from airflow_mesh.backfill.checksum import table_checksum
+from airflow_mesh.backfill.checksum import batches_checksum, combine, table_checksum
 from airflow_mesh.backfill.errors import VerificationError
 from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, Mode, job_id, plan_ranges
 from airflow_mesh.backfill.sources import Source, TableInfo
-from airflow_mesh.backfill.targets import Target
+from airflow_mesh.backfill.targets import StagingTarget, Target
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,10 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
     high-water mark in the checkpoint store (everything on the first run), overwrites the copied rows
     by key, verifies the key ranges it touched against the whole source, and then moves the mark.
 
+    Into a staging target (Iceberg) a full copy streams each range from the source into a staged
+    file, batch by batch, and commits staged ranges together (see ``_stage_and_commit``); other
+    targets, and incremental runs, get each range as one table (``target.write_range``).
+
     Args:
         source: Where rows come from.
         target: Where they go (created, or checked to be compatible, before the first write).
@@ -133,16 +137,20 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
     progress = Progress(the_plan.rows, on_progress)
     progress.add(sum(done.get(r.id, (0, 0))[0] for r in the_plan.ranges))
 
-    def move(key_range: KeyRange) -> Any:
-        data = read_range(source, the_plan, request, key_range)
-        target.write_range(key_range, data, upsert=incremental)
-        rows, checksum = table_checksum(data)
-        checkpoints.record(the_plan.job, key_range, rows, checksum)
-        progress.add(rows)
-        return _max_cursor(data, request.cursor_column) if incremental else None
+    if isinstance(target, StagingTarget) and not incremental:
+        _stage_and_commit(source, target, the_plan, request, pending, checkpoints, progress)
+        cursors = []
+    else:
+        def move(key_range: KeyRange) -> Any:
+            data = read_range(source, the_plan, request, key_range)
+            target.write_range(key_range, data, upsert=incremental)
+            rows, checksum = table_checksum(data)
+            checkpoints.record(the_plan.job, key_range, rows, checksum)
+            progress.add(rows)
+            return _max_cursor(data, request.cursor_column) if incremental else None
 
-    with ThreadPoolExecutor(max_workers=request.parallelism, thread_name_prefix="backfill") as pool:
-        cursors = [c for c in pool.map(move, pending) if c is not None]
+        with ThreadPoolExecutor(max_workers=request.parallelism, thread_name_prefix="backfill") as pool:
+            cursors = [c for c in pool.map(move, pending) if c is not None]
     done = checkpoints.done(the_plan.job)
     summary.rows = sum(done[r.id][0] for r in the_plan.ranges)
     summary.checksums = {r.id: list(done[r.id]) for r in the_plan.ranges}
@@ -159,6 +167,74 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
     return summary
 
 
+# The committer waits this many times as long as its last commit took before the next one, so that
+# committing (pyiceberg's work, which holds the GIL) stays about a tenth of a run, and a table's
+# snapshots and manifests (which every later commit reads) grow with the run's time, not its ranges.
+COMMIT_PACING = 9.0
+
+
+def _stage_and_commit(source: Source, target: StagingTarget, the_plan: Plan, request: BackfillRequest,
+                      pending: list[KeyRange], checkpoints: CheckpointStore, progress: Progress) -> None:
+    """Move ranges into a staging target (Iceberg): stream each range into a staged file in parallel,
+    and commit from this thread, each commit taking every range staged since the last one.
+
+    A range's batches are checksummed as they stream past, so no range is ever held in memory whole:
+    memory is ``parallelism`` x (a row group being gathered + a batch), whatever the range size.
+    Commits never race each other (one committer) and are paced by ``COMMIT_PACING``. A range is
+    checkpointed after the commit that holds it; a failed range stops new ones, and the ranges
+    already staged are committed before the error is raised.
+    """
+
+    def stage(key_range: KeyRange) -> tuple[KeyRange, Any, tuple[int, int]]:
+        parts: list[tuple[int, int]] = []
+
+        def checksummed(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                parts.append(table_checksum(pa.Table.from_batches([batch])))
+                yield batch
+
+        staged = target.stage_range(key_range, checksummed(
+            source.read_range(the_plan.info, the_plan.key, request, key_range)))
+        return key_range, staged, combine(parts)
+
+    def commit(ready: list[tuple[KeyRange, Any, tuple[int, int]]]) -> None:
+        target.commit([(key_range, staged) for key_range, staged, _ in ready])
+        for key_range, _, (rows, checksum) in ready:
+            checkpoints.record(the_plan.job, key_range, rows, checksum)
+            progress.add(rows)
+
+    failure: BaseException | None = None
+    ready: list[tuple[KeyRange, Any, tuple[int, int]]] = []
+    next_commit = time.monotonic()
+    with ThreadPoolExecutor(max_workers=request.parallelism, thread_name_prefix="backfill") as pool:
+        running = {pool.submit(stage, r) for r in pending}
+        try:
+            while running or ready:
+                if running:
+                    timeout = max(0.0, next_commit - time.monotonic()) if ready else None
+                    finished, running = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        if future.cancelled():
+                            continue
+                        if future.exception() is not None:
+                            failure = failure or future.exception()
+                            for later in running:
+                                later.cancel()
+                            continue
+                        ready.append(future.result())
+                if ready and (not running or time.monotonic() >= next_commit):
+                    started = time.monotonic()
+                    commit(ready)
+                    ready = []
+                    next_commit = time.monotonic() + COMMIT_PACING * (time.monotonic() - started)
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+    if failure is not None:
+        raise failure
+
+
 def _max_cursor(data: pa.Table, column: str) -> Any:
     """The largest cursor value of a range (None when it has no rows)."""
     import pyarrow.compute as pc
@@ -171,18 +247,29 @@ def source_checksums(source: Source, the_plan: Plan, request: BackfillRequest,
     """``range id -> (rows, checksum)`` of the source's rows in each range, cursor filter left out
     (what the target must hold there, whatever the mode)."""
     whole = request.model_copy(update={"mode": Mode.FULL, "cursor_after": None})
-    return {r.id: table_checksum(read_range(source, the_plan, whole, r)) for r in ranges}
+    return {r.id: batches_checksum(source.read_range(the_plan.info, the_plan.key, whole, r)) for r in ranges}
+
+
+def target_checksum(target: Target, key_range: KeyRange) -> tuple[int, int]:
+    """``(rows, checksum)`` of a range of the target, batch by batch when the target can stream it."""
+    read_batches = getattr(target, "read_batches", None)
+    if read_batches is not None:
+        return batches_checksum(read_batches(key_range))
+    return table_checksum(target.read_range(key_range))
 
 
 def verify_target(target: Target, ranges: list[KeyRange], expected: dict[str, tuple[int, int]]) -> None:
     """Check each range of the target against the expected ``(rows, checksum)``.
+
+    Ranges are read back one at a time: a read is parallel already (pyiceberg and Arrow decode with
+    their own threads), and two at once only add their memory.
 
     Raises:
         VerificationError: naming every range that differs.
     """
     mismatches = []
     for key_range in ranges:
-        actual = table_checksum(target.read_range(key_range))
+        actual = target_checksum(target, key_range)
         if actual != expected[key_range.id]:
             mismatches.append((key_range.id, expected[key_range.id], actual))
     if mismatches:
@@ -201,4 +288,5 @@ def verify(source: Source, target: Target, request: BackfillRequest) -> Summary:
                    checksums={k: list(v) for k, v in expected.items()})
 
 
-__all__ = ["Plan", "Progress", "Summary", "plan", "run", "source_checksums", "verify", "verify_target"]
+__all__ = ["Plan", "Progress", "Summary", "plan", "run", "source_checksums", "target_checksum", "verify",
+           "verify_target"]
