@@ -14,7 +14,7 @@ STARTED := .stack/run/started-by-make
 $(INSTALLED): pyproject.toml requirements/airflow.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q uv
-	$(PY) -m uv pip install --python $(PY) -r requirements/airflow.lock
+	$(PY) -m uv pip install --python $(PY) --compile-bytecode -r requirements/airflow.lock
 	$(PY) -m uv pip install --python $(PY) --no-deps -e .
 	touch $(INSTALLED)
 
