@@ -7,6 +7,7 @@ SQLite keeps each record durable the moment it is written.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -28,6 +29,8 @@ class CheckpointStore:
             db.execute("CREATE TABLE IF NOT EXISTS done_ranges (job TEXT, range_id TEXT, lo INTEGER, hi INTEGER, "
                        "rows INTEGER, checksum TEXT, finished_at REAL, PRIMARY KEY (job, range_id))")
             db.execute("CREATE TABLE IF NOT EXISTS watermarks (stream TEXT PRIMARY KEY, cursor TEXT, updated_at REAL)")
+            db.execute("CREATE TABLE IF NOT EXISTS plans (job TEXT PRIMARY KEY, ranges TEXT, rows INTEGER, "
+                       "created_at REAL)")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -39,6 +42,21 @@ class CheckpointStore:
         with self._connect() as db:
             rows = db.execute("SELECT range_id, rows, checksum FROM done_ranges WHERE job = ?", (job,)).fetchall()
         return {range_id: (count, int(checksum)) for range_id, count, checksum in rows}
+
+    def saved_plan(self, job: str) -> tuple[list[KeyRange], int] | None:
+        """The ranges (and planned row count) a job was first cut into, or None before its first run."""
+        with self._connect() as db:
+            row = db.execute("SELECT ranges, rows FROM plans WHERE job = ?", (job,)).fetchone()
+        if row is None:
+            return None
+        return [KeyRange(lo, hi) for lo, hi in json.loads(row[0])], row[1]
+
+    def save_plan(self, job: str, ranges: list[KeyRange], rows: int) -> None:
+        """Keep a job's ranges, so that a resumed run moves the same ranges whatever the source's
+        count or statistics say by then (the done ranges are those of this plan)."""
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO plans VALUES (?, ?, ?, ?)",
+                       (job, json.dumps([[r.lo, r.hi] for r in ranges]), rows, time.time()))
 
     def record(self, job: str, key_range: KeyRange, rows: int, checksum: int) -> None:
         """Mark a range done (after the target committed it)."""
@@ -61,3 +79,4 @@ class CheckpointStore:
         """Drop a job's records (a fresh start)."""
         with self._connect() as db:
             db.execute("DELETE FROM done_ranges WHERE job = ?", (job,))
+            db.execute("DELETE FROM plans WHERE job = ?", (job,))

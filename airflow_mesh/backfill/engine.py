@@ -15,7 +15,7 @@ import pyarrow as pa
 from airflow_mesh.backfill.checkpoint import CheckpointStore
 from airflow_mesh.backfill.checksum import batches_checksum, combine, table_checksum
 from airflow_mesh.backfill.errors import VerificationError
-from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, Mode, job_id, plan_ranges
+from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, Mode, extend_ranges, job_id, plan_ranges
 from airflow_mesh.backfill.sources import Source, TableInfo
 from airflow_mesh.backfill.targets import StagingTarget, Target
 
@@ -77,13 +77,39 @@ class Progress:
                 log.info("backfill: %d/%d rows (%.0f rows/s, ETA %.0fs)", self.done, self.total, rate, eta)
 
 
-def plan(source: Source, target: Target, request: BackfillRequest) -> Plan:
-    """Describe the source table, find its key and bounds, and cut the ranges. Writes nothing."""
+def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: CheckpointStore | None = None) -> Plan:
+    """Describe the source table, find its key and bounds, and cut the ranges. Writes nothing to the target.
+
+    A dry run, or a request with a filter, counts the rows it selects; otherwise the source's own
+    row estimate is enough to cut ranges (they are cut in key space; the count is for the size of
+    each range and the progress ETA), which spares a scan of the whole table before the copy.
+
+    Args:
+        source: Where rows come from.
+        target: Where they go (only its name, for the job id).
+        request: What to copy.
+        checkpoints: When given, a job's first plan is saved there and a later run of the same job
+            reuses its ranges (extended to keys added since), so its done ranges stay done.
+
+    Returns:
+        The plan.
+
+    Raises:
+        PlanError: no such table, no usable key, a type without an exact mapping.
+    """
     info = source.describe(request.table)
     key = info.key_column(request.key)
-    lo, hi, rows = source.key_bounds(info, key, request)
-    return Plan(job_id(source.name, target.name, request), info, key, rows,
-                plan_ranges(lo, hi, rows, request.range_size))
+    exact = request.dry_run or checkpoints is None or request.where is not None or request.mode is Mode.INCREMENTAL
+    lo, hi, rows = source.key_bounds(info, key, request, exact_count=exact)
+    job = job_id(source.name, target.name, request)
+    saved = checkpoints.saved_plan(job) if checkpoints is not None else None
+    if saved is not None:
+        ranges = extend_ranges(saved[0], lo, hi)
+        return Plan(job, info, key, max(rows, saved[1]), ranges)
+    ranges = plan_ranges(lo, hi, rows, request.range_size)
+    if checkpoints is not None and ranges and not request.dry_run:
+        checkpoints.save_plan(job, ranges, rows)
+    return Plan(job, info, key, rows, ranges)
 
 
 def read_range(source: Source, the_plan: Plan, request: BackfillRequest, key_range: KeyRange) -> pa.Table:
@@ -124,7 +150,7 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
     stream = job_id(source.name, target.name, request.model_copy(update={"cursor_after": None}))
     if incremental and request.cursor_after is None:
         request = request.model_copy(update={"cursor_after": checkpoints.watermark(stream)})
-    the_plan = plan(source, target, request)
+    the_plan = plan(source, target, request, checkpoints)
     summary = Summary(the_plan.job, request.table, source.name, target.name, ranges=len(the_plan.ranges),
                       dry_run=request.dry_run, cursor_after=request.cursor_after)
     if request.dry_run:

@@ -115,6 +115,36 @@ def plan_ranges(min_key: int | None, max_key: int | None, rows: int, range_size:
     return [KeyRange(lo, min(lo + width, max_key + 1)) for lo in range(min_key, max_key + 1, width)]
 
 
+def extend_ranges(saved: list[KeyRange], min_key: int | None, max_key: int | None) -> list[KeyRange]:
+    """A saved plan's ranges, plus ranges of the same width for keys the source now has outside them.
+
+    A resumed run moves the ranges it was first cut into (their checkpoints stay valid); rows added
+    since with larger (or smaller) keys get ranges of their own rather than being missed.
+
+    Args:
+        saved: The plan's ranges, consecutive and sorted.
+        min_key: The smallest key now (None when the source has no rows).
+        max_key: The largest key now.
+
+    Returns:
+        The saved ranges, preceded and followed by any ranges needed to cover ``[min_key, max_key]``.
+    """
+    if not saved or min_key is None or max_key is None:
+        return list(saved)
+    width = max(1, saved[0].hi - saved[0].lo)
+    before: list[KeyRange] = []
+    hi = saved[0].lo
+    while min_key < hi:
+        before.insert(0, KeyRange(max(min_key, hi - width), hi))
+        hi = before[0].lo
+    after: list[KeyRange] = []
+    lo = saved[-1].hi
+    while lo <= max_key:
+        after.append(KeyRange(lo, min(lo + width, max_key + 1)))
+        lo = after[-1].hi
+    return before + list(saved) + after
+
+
 def job_id(source: str, target: str, request: BackfillRequest) -> str:
     """A stable id of one backfill (same source, target and request -> same id): the checkpoint key."""
     payload = json.dumps([source, target, request.model_dump(mode="json", exclude={"parallelism", "dry_run"})],

@@ -182,3 +182,28 @@ def test_bad_input_fails_before_writing(pg_table, postgres_conninfo, tmp_path):
     finally:
         with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {name}_nokey, {name}_numeric")
+
+
+def test_resume_keeps_the_first_plan_and_extends_it_to_new_keys(pg_table, iceberg_catalog, tmp_path,
+                                                                 postgres_conninfo):
+    """The plan is cut from PostgreSQL's row estimate (no count) and saved; a later run of the same
+    job, after rows were added and the statistics changed, moves only a new range for the new keys."""
+    with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
+        conn.execute(f"ANALYZE {pg_table}")
+    source, target = make_source(conn_fields("postgres_mesh")), make_target(iceberg_catalog, "mesh.grown")
+    request = BackfillRequest(table=pg_table, range_size=ROWS // 4)
+    checkpoints = CheckpointStore(tmp_path / "cp.sqlite")
+    first = engine.run(source, target, request, checkpoints)
+    assert first.ranges == 4 and first.rows == ROWS and first.verified
+    saved_ranges, _ = checkpoints.saved_plan(first.job)
+
+    with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO {pg_table} (id, status) SELECT g, 'late' FROM generate_series({ROWS + 1}, {ROWS + 2000}) g")
+        conn.execute(f"ANALYZE {pg_table}")
+    second = engine.run(source, target, request, checkpoints)
+    assert second.job == first.job
+    assert second.ranges == 5 and second.ranges_skipped == 4  # the four done ranges stay done
+    assert second.rows == ROWS + 2000 and second.verified
+    assert checkpoints.saved_plan(first.job)[0] == saved_ranges  # the saved plan is not re-cut
+    ids = make_source(iceberg_catalog).catalog.load_table("mesh.grown").scan(selected_fields=("id",)).to_arrow()["id"]
+    assert len(ids) == ROWS + 2000 and len(set(ids.to_pylist())) == ROWS + 2000
