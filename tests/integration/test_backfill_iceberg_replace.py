@@ -53,3 +53,27 @@ def test_redone_copies_replace_every_range(pg_table, tmp_path, postgres_conninfo
         copied = target.catalog.load_table(f"mesh.{pg_table}").scan(selected_fields=("id", "amount")).to_arrow()
         assert copied.num_rows == ROWS and pc.count_distinct(copied["id"]).as_py() == ROWS
         assert pc.sum(copied["amount"]).as_py() == expected_sum
+
+
+def test_staged_files_follow_the_tables_compression_properties(pg_table, tmp_path):
+    """Files are written with the codec an existing table asks for (Iceberg's write.parquet.* properties)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyiceberg.catalog import load_catalog
+
+    c = json.loads(os.environ["AIRFLOW_CONN_POSTGRES_MESH"])
+    source = make_source(ConnectionFields(c["conn_type"], c["host"], c["port"], c["login"], c["password"], c["schema"]))
+    catalog = {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": f"file://{tmp_path}/warehouse"}
+    iceberg = load_catalog("default", **catalog)
+    iceberg.create_namespace("mesh")
+    schema = pa.schema([pa.field("id", pa.int64(), nullable=False), ("amount", pa.decimal128(12, 2)), ("note", pa.string())])
+    iceberg.create_table(f"mesh.{pg_table}", schema=schema, properties={"write.parquet.compression-codec": "snappy"})
+    target = make_target(ConnectionFields("iceberg", extra={"catalog": catalog}), f"mesh.{pg_table}")
+    summary = engine.run(source, target, BackfillRequest(table=f"public.{pg_table}", range_size=10_000),
+                         CheckpointStore(tmp_path / "checkpoints.sqlite"))
+    assert summary.verified and summary.ranges == 3
+    files = [task.file.file_path for task in iceberg.load_table(f"mesh.{pg_table}").scan().plan_files()]
+    assert len(files) == 3
+    for path in files:
+        metadata = pq.ParquetFile(path.removeprefix("file://")).metadata
+        assert {metadata.row_group(0).column(i).compression for i in range(metadata.num_columns)} == {"SNAPPY"}
