@@ -122,8 +122,12 @@ class SqlDialect:
         return ".".join(f"{q}{part.replace(q, q + q)}{q}" for part in qualified_name.split("."))
 
     def insert_signal(self, signal_table: str) -> str:
-        """The INSERT of one signal row into ``signal_table``, with placeholders for id, type and data."""
-        return f"INSERT INTO {self.quote(signal_table)} (id, type, data) VALUES (%s, %s, %s)"
+        """The INSERT of one signal row into ``signal_table``, with placeholders for id, type and data.
+
+        A ``%`` in the name is doubled: psycopg and PyMySQL alike read ``%%`` as a literal ``%``.
+        """
+        table = self.quote(signal_table).replace("%", "%%")
+        return f"INSERT INTO {table} (id, type, data) VALUES (%s, %s, %s)"
 
 
 POSTGRES = SqlDialect("postgresql", '"')
