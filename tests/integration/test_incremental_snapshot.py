@@ -109,7 +109,9 @@ def snapshot_connector(conninfo: str, bootstrap: str, folder: Path,
             for table in [*connector.tables.values(), connector.signal_table]:
                 db.execute(f"DROP TABLE IF EXISTS {table}")
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        topics = [topic for topic in admin.list_topics(timeout=10).topics if topic.startswith(f"{prefix}.")]
+        # Debezium names the heartbeat topic after the prefix.
+        topics = [topic for topic in admin.list_topics(timeout=10).topics
+                  if topic.startswith(f"{prefix}.") or topic == f"__debezium-heartbeat.{prefix}"]
         for future in (admin.delete_topics(topics).values() if topics else []):
             future.result(timeout=30)
 
