@@ -199,6 +199,26 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
 COMMIT_PACING = 9.0
 
 
+def stage_range(source: Source, target: StagingTarget, the_plan: Plan, request: BackfillRequest,
+                key_range: KeyRange) -> tuple[Any, tuple[int, int]]:
+    """Stream one range from the source into a staged file of the target, checksumming its batches
+    as they pass (the range is never held in memory whole). Nothing is visible until committed.
+
+    Returns:
+        What the target staged (for ``target.commit``), and the range's ``(rows, checksum)``.
+    """
+    parts: list[tuple[int, int]] = []
+
+    def checksummed(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            parts.append(table_checksum(pa.Table.from_batches([batch])))
+            yield batch
+
+    staged = target.stage_range(key_range, checksummed(
+        source.read_range(the_plan.info, the_plan.key, request, key_range)))
+    return staged, combine(parts)
+
+
 def _stage_and_commit(source: Source, target: StagingTarget, the_plan: Plan, request: BackfillRequest,
                       pending: list[KeyRange], checkpoints: CheckpointStore, progress: Progress) -> None:
     """Move ranges into a staging target (Iceberg): stream each range into a staged file in parallel,
@@ -212,16 +232,7 @@ def _stage_and_commit(source: Source, target: StagingTarget, the_plan: Plan, req
     """
 
     def stage(key_range: KeyRange) -> tuple[KeyRange, Any, tuple[int, int]]:
-        parts: list[tuple[int, int]] = []
-
-        def checksummed(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            for batch in batches:
-                parts.append(table_checksum(pa.Table.from_batches([batch])))
-                yield batch
-
-        staged = target.stage_range(key_range, checksummed(
-            source.read_range(the_plan.info, the_plan.key, request, key_range)))
-        return key_range, staged, combine(parts)
+        return (key_range, *stage_range(source, target, the_plan, request, key_range))
 
     def commit(ready: list[tuple[KeyRange, Any, tuple[int, int]]]) -> None:
         target.commit([(key_range, staged) for key_range, staged, _ in ready])
@@ -314,5 +325,5 @@ def verify(source: Source, target: Target, request: BackfillRequest) -> Summary:
                    checksums={k: list(v) for k, v in expected.items()})
 
 
-__all__ = ["Plan", "Progress", "Summary", "plan", "run", "source_checksums", "target_checksum", "verify",
-           "verify_target"]
+__all__ = ["Plan", "Progress", "Summary", "plan", "run", "source_checksums", "stage_range", "target_checksum",
+           "verify", "verify_target"]
