@@ -183,7 +183,7 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
     if verify:
         if incremental:  # the touched ranges must now equal the whole source's rows there
             done = source_checksums(source, the_plan, request, the_plan.ranges)
-        verify_target(target, the_plan.ranges, done)
+        verify_target(target, the_plan.ranges, done, request.parallelism)
         summary.verified = True
     if incremental and cursors:
         highest = max(cursors)
@@ -279,12 +279,23 @@ def _max_cursor(data: pa.Table, column: str) -> Any:
     return pc.max(data.column(column)).as_py() if data.num_rows else None
 
 
+def _each_range(work: Callable[[KeyRange], tuple[int, int]], ranges: list[KeyRange],
+                parallelism: int) -> dict[str, tuple[int, int]]:
+    """``range id -> work(range)``, ``parallelism`` ranges at a time (a range's read-back and
+    checksum run on one core: an Iceberg range is one data file)."""
+    if parallelism <= 1 or len(ranges) <= 1:
+        return {r.id: work(r) for r in ranges}
+    with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="verify") as pool:
+        return dict(zip([r.id for r in ranges], pool.map(work, ranges)))
+
+
 def source_checksums(source: Source, the_plan: Plan, request: BackfillRequest,
                      ranges: list[KeyRange]) -> dict[str, tuple[int, int]]:
     """``range id -> (rows, checksum)`` of the source's rows in each range, cursor filter left out
-    (what the target must hold there, whatever the mode)."""
+    (what the target must hold there, whatever the mode), ``request.parallelism`` ranges at a time."""
     whole = request.model_copy(update={"mode": Mode.FULL, "cursor_after": None})
-    return {r.id: batches_checksum(source.read_range(the_plan.info, the_plan.key, whole, r)) for r in ranges}
+    return _each_range(lambda r: batches_checksum(source.read_range(the_plan.info, the_plan.key, whole, r)),
+                       ranges, request.parallelism)
 
 
 def target_checksum(target: Target, key_range: KeyRange) -> tuple[int, int]:
@@ -295,20 +306,21 @@ def target_checksum(target: Target, key_range: KeyRange) -> tuple[int, int]:
     return table_checksum(target.read_range(key_range))
 
 
-def verify_target(target: Target, ranges: list[KeyRange], expected: dict[str, tuple[int, int]]) -> None:
+def verify_target(target: Target, ranges: list[KeyRange], expected: dict[str, tuple[int, int]],
+                  parallelism: int = 1) -> None:
     """Check each range of the target against the expected ``(rows, checksum)``.
 
-    Ranges are read back one at a time: a read is parallel already (pyiceberg and Arrow decode with
-    their own threads), and two at once only add their memory.
+    Args:
+        target: The copy.
+        ranges: The ranges to check.
+        expected: ``range id -> (rows, checksum)`` the target must hold.
+        parallelism: Ranges read back at once (each read holds one batch at a time).
 
     Raises:
         VerificationError: naming every range that differs.
     """
-    mismatches = []
-    for key_range in ranges:
-        actual = target_checksum(target, key_range)
-        if actual != expected[key_range.id]:
-            mismatches.append((key_range.id, expected[key_range.id], actual))
+    actual = _each_range(lambda r: target_checksum(target, r), ranges, parallelism)
+    mismatches = [(r.id, expected[r.id], actual[r.id]) for r in ranges if actual[r.id] != expected[r.id]]
     if mismatches:
         raise VerificationError(mismatches)
 
@@ -319,7 +331,7 @@ def verify(source: Source, target: Target, request: BackfillRequest) -> Summary:
     the_plan = plan(source, target, request)
     target.prepare(the_plan.info.schema, the_plan.key)
     expected = source_checksums(source, the_plan, request, the_plan.ranges)
-    verify_target(target, the_plan.ranges, expected)
+    verify_target(target, the_plan.ranges, expected, request.parallelism)
     return Summary(the_plan.job, request.table, source.name, target.name, rows=sum(v[0] for v in expected.values()),
                    ranges=len(the_plan.ranges), verified=True, seconds=round(time.monotonic() - started, 3),
                    checksums={k: list(v) for k, v in expected.items()})

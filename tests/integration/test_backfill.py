@@ -78,7 +78,9 @@ def whole(target_or_source_table: pa.Table, key: str) -> pa.Table:
 
 def copy_and_compare(source, target, request, checkpoints):
     summary = engine.run(source, target, request, checkpoints)
-    assert summary.verified and summary.rows == ROWS and summary.ranges == 4
+    assert summary.verified and summary.rows == ROWS
+    # Cut from the database's row estimate when it has one (InnoDB's is rough): about 4 ranges.
+    assert summary.ranges == len(checkpoints.saved_plan(summary.job)[0]) and 3 <= summary.ranges <= 6
     plan = engine.plan(source, target, request)
     everything = KeyRange(plan.ranges[0].lo, plan.ranges[-1].hi)
     expected = whole(engine.read_range(source, plan, request, everything), plan.key)
