@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,8 +163,10 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
     progress = Progress(the_plan.rows, on_progress)
     progress.add(sum(done.get(r.id, (0, 0))[0] for r in the_plan.ranges))
 
+    early: dict[str, tuple[Any, tuple[int, int]]] = {}
     if isinstance(target, StagingTarget) and not incremental:
-        _stage_and_commit(source, target, the_plan, request, pending, checkpoints, progress)
+        early = _stage_and_commit(source, target, the_plan, request, pending, checkpoints, progress,
+                                  verify_early=verify)
         cursors = []
     else:
         def move(key_range: KeyRange) -> Any:
@@ -183,7 +185,13 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
     if verify:
         if incremental:  # the touched ranges must now equal the whole source's rows there
             done = source_checksums(source, the_plan, request, the_plan.ranges)
-        verify_target(target, the_plan.ranges, done, request.parallelism)
+        unread = the_plan.ranges
+        if early:  # read back after their commit: still right if the table still reads the same files there
+            files_now = target.range_files([r for r in the_plan.ranges if r.id in early])
+            proven = {rid for rid, (files, sums) in early.items() if files_now[rid] == files and sums == done[rid]}
+            unread = [r for r in the_plan.ranges if r.id not in proven]
+            log.info("backfill: %d ranges verified as they were committed, %d read back now", len(proven), len(unread))
+        verify_target(target, unread, done, request.parallelism)
         summary.verified = True
     if incremental and cursors:
         highest = max(cursors)
@@ -220,7 +228,8 @@ def stage_range(source: Source, target: StagingTarget, the_plan: Plan, request: 
 
 
 def _stage_and_commit(source: Source, target: StagingTarget, the_plan: Plan, request: BackfillRequest,
-                      pending: list[KeyRange], checkpoints: CheckpointStore, progress: Progress) -> None:
+                      pending: list[KeyRange], checkpoints: CheckpointStore, progress: Progress,
+                      verify_early: bool = False) -> dict[str, tuple[Any, tuple[int, int]]]:
     """Move ranges into a staging target (Iceberg): stream each range into a staged file in parallel,
     and commit from this thread, each commit taking every range staged since the last one.
 
@@ -229,7 +238,21 @@ def _stage_and_commit(source: Source, target: StagingTarget, the_plan: Plan, req
     Commits never race each other (one committer) and are paced by ``COMMIT_PACING``. A range is
     checkpointed after the commit that holds it; a failed range stops new ones, and the ranges
     already staged are committed before the error is raised.
+
+    With ``verify_early`` (and a target with ``snapshot_batches``), one more thread reads each
+    committed range back while later ranges are still copying, on the CPU the copy leaves idle.
+
+    Returns:
+        ``range id -> (files, (rows, checksum))`` of the ranges read back after their commit: the
+        files the range's scan read and what it held (``run`` checks them at the end).
     """
+    snapshot_batches = getattr(target, "snapshot_batches", None) if verify_early else None
+    checks: dict[str, Future] = {}
+    checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") if snapshot_batches else None
+
+    def read_back(key_range: KeyRange) -> tuple[Any, tuple[int, int]]:
+        files, batches = snapshot_batches(key_range)
+        return files, batches_checksum(batches)
 
     def stage(key_range: KeyRange) -> tuple[KeyRange, Any, tuple[int, int]]:
         return (key_range, *stage_range(source, target, the_plan, request, key_range))
@@ -239,6 +262,8 @@ def _stage_and_commit(source: Source, target: StagingTarget, the_plan: Plan, req
         for key_range, _, (rows, checksum) in ready:
             checkpoints.record(the_plan.job, key_range, rows, checksum)
             progress.add(rows)
+            if checker is not None:
+                checks[key_range.id] = checker.submit(read_back, key_range)
 
     failure: BaseException | None = None
     ready: list[tuple[KeyRange, Any, tuple[int, int]]] = []
@@ -268,8 +293,23 @@ def _stage_and_commit(source: Source, target: StagingTarget, the_plan: Plan, req
             for future in running:
                 future.cancel()
             raise
+        finally:
+            if checker is not None:
+                # Ranges whose read-back has not begun are left to the end's parallel verification.
+                for future in checks.values():
+                    future.cancel()
+                checker.shutdown(wait=True)
     if failure is not None:
         raise failure
+    early = {}
+    for rid, future in checks.items():
+        if future.cancelled():
+            continue
+        if future.exception() is not None:  # not proven: read back again at the end
+            log.warning("backfill: reading back range %s after its commit failed: %s", rid, future.exception())
+            continue
+        early[rid] = future.result()
+    return early
 
 
 def _max_cursor(data: pa.Table, column: str) -> Any:

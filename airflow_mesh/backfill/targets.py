@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
-import json
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -221,6 +220,27 @@ class IcebergTarget:
         """The range's rows as they are read, file by file (the table's Arrow types, e.g. large strings)."""
         yield from self._scan(key_range).to_arrow_batch_reader()
 
+    @staticmethod
+    def _files(scan: Any) -> frozenset[tuple[str, frozenset[str]]]:
+        """The data files a scan reads, each with the delete files applied to it."""
+        return frozenset((task.file.file_path, frozenset(d.file_path for d in task.delete_files))
+                         for task in scan.plan_files())
+
+    def snapshot_batches(self, key_range: KeyRange) -> tuple[frozenset[tuple[str, frozenset[str]]], Iterator[pa.RecordBatch]]:
+        """A range as of the table's current snapshot: the files its scan reads, and its rows.
+
+        Both come from the same snapshot. Data files are immutable, so a later snapshot whose scan
+        of the range reads the same files (``range_files``) holds the same rows there.
+        """
+        scan = self._scan(key_range)
+        return self._files(scan), iter(scan.to_arrow_batch_reader())
+
+    def range_files(self, key_ranges: list[KeyRange]) -> dict[str, frozenset[tuple[str, frozenset[str]]]]:
+        """``range id -> files`` a scan of each range reads in the table's current snapshot (metadata only)."""
+        table = self.catalog.load_table(self.identifier)
+        return {r.id: self._files(table.scan(row_filter=self._range_filter(r), selected_fields=(self.key,)))
+                for r in key_ranges}
+
 
 class PostgresTarget:
     """A PostgreSQL table: each range is replaced in one transaction (DELETE, then ADBC's COPY ingest)."""
@@ -364,75 +384,3 @@ class ElasticsearchTarget:
         self.client.indices.refresh(index=self.index)
         return _from_documents([hit["_source"] for hit in self._documents_in(key_range, True)], self.schema)
 
-
-class KafkaTarget:
-    """A Kafka topic: one JSON message per row, keyed by the row's key, one transaction per range.
-
-    Readers with ``isolation.level=read_committed`` see each range's rows exactly once: a range
-    interrupted mid-way is aborted (the next producer with the same transactional id fences it).
-    Reading back keeps the last value per key, as a compacted topic does.
-    """
-
-    def __init__(self, config: dict[str, Any], topic: str, partitions: int = 3) -> None:
-        self.config = config
-        self.topic = topic
-        self.partitions = partitions
-        self.name = f"kafka://{config['bootstrap.servers']}/{topic}"
-        self.key: str | None = None
-        self.schema: pa.Schema | None = None
-        self._latest: dict[int, dict[str, Any]] | None = None
-
-    def prepare(self, schema: pa.Schema, key: str) -> None:
-        from confluent_kafka.admin import AdminClient, NewTopic
-
-        self.key, self.schema = key, schema
-        admin = AdminClient(self.config)
-        if self.topic not in admin.list_topics(timeout=30).topics:
-            admin.create_topics([NewTopic(self.topic, self.partitions, 1)])[self.topic].result(timeout=30)
-
-    def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
-        """Produce the rows (a keyed topic has upsert semantics either way)."""
-        from confluent_kafka import Producer
-
-        producer = Producer({**self.config, "transactional.id": f"airflow-mesh-backfill-{self.topic}-{key_range.id}",
-                             "linger.ms": 20, "compression.type": "zstd"})
-        producer.init_transactions(30)
-        producer.begin_transaction()
-        for doc in _documents(data):
-            producer.produce(self.topic, key=json.dumps({self.key: doc[self.key]}), value=json.dumps(doc))
-            producer.poll(0)
-        producer.commit_transaction(120)
-        self._latest = None
-
-    def _read_all(self) -> dict[int, dict[str, Any]]:
-        from confluent_kafka import Consumer, TopicPartition
-
-        consumer = Consumer({**self.config, "group.id": f"airflow-mesh-verify-{uuid.uuid4().hex}",
-                             "enable.auto.commit": False, "isolation.level": "read_committed"})
-        latest: dict[int, dict[str, Any]] = {}
-        try:
-            for partition in range(self.partitions):
-                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=30)
-                if high <= low:
-                    continue
-                consumer.assign([TopicPartition(self.topic, partition, low)])
-                position = low
-                while position < high:
-                    message = consumer.poll(5.0)
-                    if message is None:
-                        break  # the rest are transaction markers
-                    if message.error():
-                        raise RuntimeError(f"reading {self.topic}: {message.error()}")
-                    position = message.offset() + 1
-                    if message.value() is not None:
-                        doc = json.loads(message.value())
-                        latest[doc[self.key]] = doc
-        finally:
-            consumer.close()
-        return latest
-
-    def read_range(self, key_range: KeyRange) -> pa.Table:
-        if self._latest is None:
-            self._latest = self._read_all()
-        rows = [doc for k, doc in self._latest.items() if key_range.lo <= k < key_range.hi]
-        return _from_documents(rows, self.schema)

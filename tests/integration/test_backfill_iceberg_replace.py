@@ -77,3 +77,42 @@ def test_staged_files_follow_the_tables_compression_properties(pg_table, tmp_pat
     for path in files:
         metadata = pq.ParquetFile(path.removeprefix("file://")).metadata
         assert {metadata.row_group(0).column(i).compression for i in range(metadata.num_columns)} == {"SNAPPY"}
+
+
+def test_ranges_read_back_early_are_read_again_when_their_files_change(pg_table, tmp_path, caplog):
+    """Ranges are read back right after their commit; at the end, a range whose files changed since
+    (here: a later commit rewrites an early range with a wrong row) is read again and fails."""
+    import logging
+
+    import pyarrow as pa
+
+    from airflow_mesh.backfill.errors import VerificationError
+    from airflow_mesh.backfill.plan import KeyRange
+
+    c = json.loads(os.environ["AIRFLOW_CONN_POSTGRES_MESH"])
+    source = make_source(ConnectionFields(c["conn_type"], c["host"], c["port"], c["login"], c["password"], c["schema"]))
+    catalog = {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": f"file://{tmp_path}/warehouse"}
+    request = BackfillRequest(table=f"public.{pg_table}", range_size=5_000, parallelism=1)
+
+    clean = make_target(ConnectionFields("iceberg", extra={"catalog": catalog}), f"mesh.{pg_table}_clean")
+    with caplog.at_level(logging.INFO, logger="airflow_mesh.backfill.engine"):
+        summary = engine.run(source, clean, request, CheckpointStore(tmp_path / "clean.sqlite"))
+    assert summary.verified and summary.ranges == 6
+    proven = [r.getMessage() for r in caplog.records if "verified as they were committed" in r.getMessage()]
+    assert proven and not proven[0].startswith("backfill: 0 ranges")
+
+    tampered = make_target(ConnectionFields("iceberg", extra={"catalog": catalog}), f"mesh.{pg_table}_tampered")
+    commit = tampered.commit
+    first = KeyRange(1, 5_001)
+
+    def commit_then_tamper(staged):
+        commit(staged)
+        if any(key_range.lo > 25_000 for key_range, _ in staged):  # the last range: rewrite the first one
+            rows = tampered.read_range(first)
+            wrong = rows.set_column(rows.schema.get_field_index("note"), "note",
+                                    pa.array(["tampered"] * rows.num_rows, pa.string()))
+            commit([(first, tampered.stage_range(first, wrong))])
+
+    tampered.commit = commit_then_tamper
+    with pytest.raises(VerificationError, match="range 1-5001"):
+        engine.run(source, tampered, request, CheckpointStore(tmp_path / "tampered.sqlite"))
