@@ -1,7 +1,9 @@
 """Backfill a table from one datastore into another, triggered from the Airflow UI.
 
 Fill in the form (Trigger DAG w/ config): the source connection and table, the target connection
-and its table/index/topic, the mode, an optional filter, and how to cut and spread the work. The
+and its table/index/topic (for a Kafka topic, optionally a schema registry connection: the messages
+are then Avro, their schemas registered as ``<topic>-key`` and ``<topic>-value``), the mode, an
+optional filter, and how to cut and spread the work. The
 backfill is planned first (the target is created, or its schema checked, before anything is
 written), then every key range runs as its own mapped task, so the ranges spread over the
 executor's workers; a final task commits (one Iceberg commit for every range's data files) and
@@ -16,7 +18,7 @@ from airflow_mesh.operators.backfill import BackfillRangeOperator, CommitBackfil
 
 REQUEST = {name: "{{ params.%s }}" % name for name in (
     "source_conn_id", "table", "target_conn_id", "target_name", "key", "mode", "cursor_column", "where",
-    "range_size", "parallelism", "dry_run")}
+    "range_size", "parallelism", "dry_run", "value_format", "schema_registry_conn_id")}
 
 
 @dag(
@@ -39,6 +41,13 @@ REQUEST = {name: "{{ params.%s }}" % name for name in (
                                 description="A postgres, iceberg, elasticsearch or kafka connection.", section="Target"),
         "target_name": Param("mesh.orders", type="string", minLength=1, title="Target table, index or topic",
                              section="Target"),
+        "schema_registry_conn_id": Param("", type="string", title="Schema registry connection (Kafka)",
+                                         description="Kafka targets only, optional: a schema_registry connection, "
+                                                     "e.g. schema_registry_default. The messages are then Avro.",
+                                         section="Target"),
+        "value_format": Param("", enum=["", "json", "avro"], title="Message format (Kafka)",
+                              description="Kafka targets only: empty = avro with a schema registry, else json.",
+                              section="Target"),
         "mode": Param("full", enum=["full", "incremental"], title="Mode",
                       description="full: every row; incremental: rows past the last run's cursor.", section="How"),
         "cursor_column": Param("", type="string", title="Cursor column",

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from airflow_mesh.backfill import engine
 from airflow_mesh.backfill.checkpoint import CheckpointStore
-from airflow_mesh.backfill.endpoints import ConnectionFields, make_source, make_target
+from airflow_mesh.backfill.endpoints import ConnectionFields, make_source, make_target, schema_registry_from_url
 from airflow_mesh.backfill.errors import BackfillError
 from airflow_mesh.backfill.plan import BackfillRequest
 
@@ -26,6 +26,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help='target URI, e.g. iceberg://?extra={"catalog": {...}}, postgresql://..., '
                              "es://host:9200, kafka://?bootstrap.servers=host:9092")
     parser.add_argument("--target-name", required=True, help="target table, index or topic")
+    parser.add_argument("--value-format", choices=["json", "avro"],
+                        help="a Kafka target's message format (default: avro with --schema-registry, else json)")
+    parser.add_argument("--schema-registry", metavar="URL",
+                        help="the schema registry a Kafka target's Avro schemas go to, e.g. "
+                             "http://user:pw@registry:8081 or http://127.0.0.1:8085/apis/ccompat/v7 (Apicurio)")
     parser.add_argument("--key")
     parser.add_argument("--mode", default="full", choices=["full", "incremental"])
     parser.add_argument("--cursor-column")
@@ -50,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
                                   cursor_after=args.cursor_after, where=args.where, range_size=args.range_size,
                                   parallelism=args.parallelism, dry_run=args.dry_run)
         source = make_source(ConnectionFields.from_uri(args.source))
-        target = make_target(ConnectionFields.from_uri(args.target), args.target_name)
+        registry = schema_registry_from_url(args.schema_registry) if args.schema_registry else None
+        target = make_target(ConnectionFields.from_uri(args.target), args.target_name, value_format=args.value_format,
+                             schema_registry=registry)
         if args.verify_only:
             summary = engine.verify(source, target, request)
         else:

@@ -3,6 +3,12 @@
 The connection type decides the datastore: ``postgres``, ``mysql`` (MariaDB or MySQL), ``iceberg``
 (extra ``catalog``: pyiceberg catalog properties), ``elasticsearch``, ``kafka`` (extra: librdkafka
 settings with ``bootstrap.servers``).
+
+A Kafka target writes JSON, or Avro when it is given a schema registry: a ``schema_registry``
+connection (host, port, scheme; login/password for basic auth; extra ``api_path``, e.g.
+``/apis/ccompat/v7`` for Apicurio, and ``verify``/``cert``/``key`` for TLS), or its URL on the
+command line. The format is the target's option, not the Kafka connection's: Airflow's Kafka
+provider hands that connection's extra to librdkafka as it is, where any other key is an error.
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from airflow_mesh.backfill.errors import PlanError
 from airflow_mesh.backfill.sources import DatabaseLocation, IcebergSource, MariaDbSource, PostgresSource, Source
-from airflow_mesh.backfill.targets import ElasticsearchTarget, IcebergTarget, KafkaTarget, PostgresTarget, Target
+from airflow_mesh.backfill.kafka_target import VALUE_FORMATS, KafkaTarget
+from airflow_mesh.backfill.targets import ElasticsearchTarget, IcebergTarget, PostgresTarget, Target
 
 SOURCE_KINDS = ("postgres", "mysql", "iceberg")
 TARGET_KINDS = ("postgres", "iceberg", "elasticsearch", "kafka")
 _SCHEME_ALIASES = {"postgresql": "postgres", "mariadb": "mysql", "es": "elasticsearch", "http": "elasticsearch"}
+# librdkafka settings spelled without a dot that a Kafka connection's extra may carry.
+_UNDOTTED_KAFKA_SETTINGS = frozenset({"acks", "debug", "partitioner", "retries"})
 
 
 @dataclass(frozen=True)
@@ -77,12 +86,89 @@ def make_source(conn: ConnectionFields) -> Source:
     raise PlanError(f"a {conn.conn_type!r} connection cannot be a backfill source (one of {', '.join(SOURCE_KINDS)})")
 
 
-def make_target(conn: ConnectionFields, name: str) -> Target:
-    """The target for a connection and a table, index or topic name.
+def schema_registry_from_url(url: str) -> ConnectionFields:
+    """A schema registry given by its API's URL, e.g. ``https://user:pw@registry:8081`` or
+    ``http://127.0.0.1:8085/apis/ccompat/v7`` (the path is the extra ``api_path``).
 
     Raises:
-        PlanError: the connection's type cannot be a target.
+        PlanError: not an http(s) URL with a host.
     """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PlanError(f"schema registry URL {url!r} is not an http(s) URL with a host")
+    extra = {"api_path": parts.path.rstrip("/")} if parts.path.rstrip("/") else {}
+    return ConnectionFields("schema_registry", parts.hostname, parts.port,
+                            unquote(parts.username) if parts.username else None,
+                            unquote(parts.password) if parts.password else None, parts.scheme, extra)
+
+
+def schema_registry_settings(conn: ConnectionFields) -> dict[str, Any]:
+    """KafkaTarget's registry arguments for a schema registry connection (as SchemaRegistryHook reads it).
+
+    Returns:
+        ``schema_registry_url``, ``schema_registry_auth`` and ``schema_registry_config``.
+
+    Raises:
+        PlanError: the connection has no host, a bad ``api_path``, or ``verify`` false (the
+            registry client checks certificates; give it the CA bundle's path instead).
+    """
+    if not conn.host:
+        raise PlanError("schema registry connection lacks a host")
+    api_path = str(conn.extra.get("api_path") or "")
+    if api_path and not api_path.startswith("/"):
+        raise PlanError(f"schema registry connection: extra 'api_path' must start with '/', got {api_path!r}")
+    host = conn.host if ":" not in conn.host or conn.host.startswith("[") else f"[{conn.host}]"
+    url = f"{conn.schema or 'http'}://{host}:{conn.port or 8081}{api_path.rstrip('/')}"
+    config: dict[str, Any] = {}
+    verify = conn.extra.get("verify", True)
+    if verify is False or str(verify).lower() == "false":
+        raise PlanError("schema registry connection: extra 'verify' false is not supported by the backfill's "
+                        "registry client; set it to the path of the CA bundle that signed the registry's certificate")
+    if isinstance(verify, str) and verify.lower() != "true":
+        config["ssl.ca.location"] = verify
+    if conn.extra.get("cert"):
+        config["ssl.certificate.location"] = conn.extra["cert"]
+    if conn.extra.get("key"):
+        config["ssl.key.location"] = conn.extra["key"]
+    auth = (conn.login, conn.password or "") if conn.login else None
+    return {"schema_registry_url": url, "schema_registry_auth": auth, "schema_registry_config": config}
+
+
+def kafka_value_format(value_format: str | None, schema_registry: ConnectionFields | None) -> str:
+    """The value format of a Kafka target: the one asked for, else Avro when a registry is named,
+    else JSON.
+
+    Raises:
+        PlanError: an unknown format, or Avro without a registry.
+    """
+    chosen = (value_format or "").strip().lower() or ("avro" if schema_registry is not None else "json")
+    if chosen not in VALUE_FORMATS:
+        raise PlanError(f"value format {value_format!r} is not one of {', '.join(VALUE_FORMATS)}")
+    if chosen == "avro" and schema_registry is None:
+        raise PlanError("value format avro needs a schema registry (a schema_registry connection, or its URL)")
+    return chosen
+
+
+def make_target(conn: ConnectionFields, name: str, value_format: str | None = None,
+                schema_registry: ConnectionFields | None = None) -> Target:
+    """The target for a connection and a table, index or topic name.
+
+    Args:
+        conn: The target's connection.
+        name: The table, index or topic.
+        value_format: For a Kafka target: ``json`` or ``avro``; None or empty: Avro when
+            ``schema_registry`` is given, else JSON.
+        schema_registry: For a Kafka target in Avro: the registry its schemas go to.
+
+    Returns:
+        The target (nothing is contacted yet).
+
+    Raises:
+        PlanError: the connection's type cannot be a target, or the Kafka options are bad (or given
+            to a target that is not Kafka).
+    """
+    if conn.conn_type != "kafka" and ((value_format or "").strip() or schema_registry is not None):
+        raise PlanError(f"a value format and a schema registry apply to kafka targets only, not to {conn.conn_type!r}")
     if conn.conn_type == "postgres":
         return PostgresTarget(conn.location(), name)
     if conn.conn_type == "iceberg":
@@ -95,8 +181,11 @@ def make_target(conn: ConnectionFields, name: str) -> Target:
         client = Elasticsearch(f"{scheme}://{conn.host}:{conn.port or 9200}", basic_auth=auth, request_timeout=120)
         return ElasticsearchTarget(client, name)
     if conn.conn_type == "kafka":
-        config = {k: v for k, v in conn.extra.items() if "." in k}
+        config = {k: v for k, v in conn.extra.items() if "." in k or k in _UNDOTTED_KAFKA_SETTINGS}
         if "bootstrap.servers" not in config:
             raise PlanError("kafka connection needs 'bootstrap.servers' in its extra")
+        chosen = kafka_value_format(value_format, schema_registry)
+        if chosen == "avro":
+            return KafkaTarget(config, name, value_format="avro", **schema_registry_settings(schema_registry))
         return KafkaTarget(config, name)
     raise PlanError(f"a {conn.conn_type!r} connection cannot be a backfill target (one of {', '.join(TARGET_KINDS)})")

@@ -22,6 +22,7 @@ from airflow_mesh.backfill.checksum import table_checksum
 from airflow_mesh.backfill.endpoints import ConnectionFields, make_source, make_target
 from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, Mode
 from airflow_mesh.backfill.targets import IcebergTarget
+from airflow_mesh.hooks.schema_registry import SchemaRegistryHook
 
 
 def connection_fields(conn_id: str) -> ConnectionFields:
@@ -38,18 +39,26 @@ def default_checkpoint_path() -> Path:
 
 
 class _BackfillOperator(BaseOperator):
-    """What every backfill operator takes: where from, where to, and the request."""
+    """What every backfill operator takes: where from, where to, and the request.
+
+    A Kafka target writes Avro when ``value_format`` is ``avro`` or a ``schema_registry_conn_id`` is
+    given (``avro`` alone uses ``schema_registry_default``), else JSON; both are templated, and an
+    empty string means not given (as a form's empty field renders).
+    """
 
     template_fields: Sequence[str] = ("source_conn_id", "table", "target_conn_id", "target_name", "key", "mode",
                                       "cursor_column", "cursor_after", "where", "range_size", "parallelism",
-                                      "dry_run")
+                                      "dry_run", "value_format", "schema_registry_conn_id")
     ui_color = "#fdf3e7"
 
     def __init__(self, *, source_conn_id: str, table: str, target_conn_id: str, target_name: str,
                  key: str | None = None, mode: str = "full", cursor_column: str | None = None,
                  cursor_after: str | None = None, where: str | None = None, range_size: int = 250_000,
-                 parallelism: int = 2, dry_run: bool = False, **kwargs: Any) -> None:
+                 parallelism: int = 2, dry_run: bool = False, value_format: str | None = None,
+                 schema_registry_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.value_format = value_format
+        self.schema_registry_conn_id = schema_registry_conn_id
         self.source_conn_id = source_conn_id
         self.table = table
         self.target_conn_id = target_conn_id
@@ -74,8 +83,19 @@ class _BackfillOperator(BaseOperator):
         return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
 
     def endpoints(self):
+        """The source and the target, from their connections (and the schema registry's, for Avro).
+
+        Raises:
+            PlanError: a connection cannot be a source or target, or bad Kafka options.
+        """
+        value_format = (self.value_format or "").strip().lower() or None
+        registry_id = self.schema_registry_conn_id or None
+        if registry_id is None and value_format == "avro":
+            registry_id = SchemaRegistryHook.default_conn_name
+        registry = connection_fields(registry_id) if registry_id else None
         return (make_source(connection_fields(self.source_conn_id)),
-                make_target(connection_fields(self.target_conn_id), self.target_name))
+                make_target(connection_fields(self.target_conn_id), self.target_name, value_format=value_format,
+                            schema_registry=registry))
 
 
 class BackfillOperator(_BackfillOperator):
@@ -88,6 +108,11 @@ class BackfillOperator(_BackfillOperator):
         target_name: The target table, index or topic.
         key, mode, cursor_column, cursor_after, where, range_size, parallelism, dry_run: see
             ``airflow_mesh.backfill.plan.BackfillRequest``.
+        value_format: For a Kafka target: ``json`` or ``avro`` (default: Avro when a schema registry
+            is named, else JSON).
+        schema_registry_conn_id: For a Kafka target in Avro: the ``schema_registry`` connection its
+            key and value schemas are registered in (``<topic>-key``, ``<topic>-value``); default
+            ``schema_registry_default`` when ``value_format`` is ``avro``.
         verify: Compare row counts and checksums of every range at the end.
         checkpoint_path: The checkpoint store (default: ``default_checkpoint_path()``).
 
