@@ -112,6 +112,17 @@ def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: 
     return Plan(job, info, key, rows, ranges)
 
 
+def describe(source: Source, target: Target, request: BackfillRequest) -> Plan:
+    """The job, table and key of a backfill, without its bounds or ranges (no query beyond the
+    table's description): what a task that is handed its ranges needs.
+
+    Raises:
+        PlanError: no such table, no usable key, a type without an exact mapping.
+    """
+    info = source.describe(request.table)
+    return Plan(job_id(source.name, target.name, request), info, info.key_column(request.key), 0, [])
+
+
 def read_range(source: Source, the_plan: Plan, request: BackfillRequest, key_range: KeyRange) -> pa.Table:
     """One range of the source as a table in the plan's schema."""
     batches = list(source.read_range(the_plan.info, the_plan.key, request, key_range))
@@ -377,5 +388,5 @@ def verify(source: Source, target: Target, request: BackfillRequest) -> Summary:
                    checksums={k: list(v) for k, v in expected.items()})
 
 
-__all__ = ["Plan", "Progress", "Summary", "plan", "run", "source_checksums", "stage_range", "target_checksum",
+__all__ = ["Plan", "Progress", "Summary", "describe", "plan", "run", "source_checksums", "stage_range", "target_checksum",
            "verify", "verify_target"]

@@ -176,19 +176,20 @@ class BackfillRangeOperator(_BackfillOperator):
     def execute(self, context: Any) -> list[dict[str, Any]]:
         request = self.request()
         source, target = self.endpoints()
-        the_plan = engine.plan(source, target, request)
+        the_plan = engine.describe(source, target, request)
         target.prepare(the_plan.info.schema, the_plan.key)
         return [self._move(source, target, the_plan, request, KeyRange(int(r["lo"]), int(r["hi"])))
                 for r in self.key_ranges]
 
     def _move(self, source, target, the_plan, request: BackfillRequest, key_range: KeyRange) -> dict[str, Any]:
-        data = engine.read_range(source, the_plan, request, key_range)
+        """Stage (Iceberg, full copy: streamed batch by batch into a file) or write one range."""
         staged = None
         if isinstance(target, IcebergTarget) and request.mode is Mode.FULL:
-            staged = target.stage_range(key_range, data)
+            staged, (rows, checksum) = engine.stage_range(source, target, the_plan, request, key_range)
         else:
+            data = engine.read_range(source, the_plan, request, key_range)
             target.write_range(key_range, data, upsert=request.mode is Mode.INCREMENTAL)
-        rows, checksum = table_checksum(data)
+            rows, checksum = table_checksum(data)
         self.log.info("Range %s: %d rows%s", key_range.id, rows, f", staged {staged}" if staged else "")
         return {**key_range.to_dict(), "rows": rows, "checksum": str(checksum), "staged_file": staged}
 
@@ -215,7 +216,7 @@ class CommitBackfillOperator(_BackfillOperator):
         results = [result for group in (self.results or []) for result in group]
         source, target = self.endpoints()
         request = self.request()
-        the_plan = engine.plan(source, target, request)
+        the_plan = engine.describe(source, target, request)
         target.prepare(the_plan.info.schema, the_plan.key)
         ranges = [KeyRange(r["lo"], r["hi"]) for r in results]
         staged = [(KeyRange(r["lo"], r["hi"]), r["staged_file"]) for r in results if r.get("staged_file")]
@@ -227,5 +228,5 @@ class CommitBackfillOperator(_BackfillOperator):
                 expected = engine.source_checksums(source, the_plan, request, ranges)
             else:
                 expected = {KeyRange(r["lo"], r["hi"]).id: (r["rows"], int(r["checksum"])) for r in results}
-            engine.verify_target(target, ranges, expected)
+            engine.verify_target(target, ranges, expected, request.parallelism)
         return {"rows": sum(r["rows"] for r in results), "ranges": len(results), "verified": self.verify}
