@@ -3,7 +3,8 @@
 Runs with airflow-mesh's virtualenv. It builds the source and target exactly as the CLI
 (`python -m airflow_mesh.backfill`) does and runs `engine.run(...)` with verification (each range
 read back from Iceberg, counted and checksummed against the checksum recorded when it was copied),
-timing the copy and the verification apart.
+or without it (`--no-verify`). Most ranges are read back while later ones still copy; the `verify`
+phase is what is left after the last commit (the end's check of files, and the last ranges' reads).
 
 Prints one JSON line: rows copied, ranges, the seconds of each phase and the peak RSS before verifying.
 

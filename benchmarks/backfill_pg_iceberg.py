@@ -7,9 +7,12 @@ What it measures
     kept, and reused while it holds the wanted row count), is copied by each contender:
 
     airflow-mesh   the backfill engine (`benchmarks/airflow_mesh_pg_iceberg.py`: ADBC reads in key
-                   ranges, Parquet files staged and committed to Iceberg), timed as the copy alone and
-                   as copy + verification (every range read back and checksummed), with
-                   `--range-size` and `--parallelism` (default 500,000 and 2, for 2 cores);
+                   ranges, Parquet files staged and committed to Iceberg) as it runs by default, with
+                   verification (every range read back from Iceberg and checksummed, mostly while
+                   later ranges still copy), with `--range-size` and `--parallelism` (default 500,000
+                   and 2, for 2 cores);
+    airflow-mesh-noverify
+                   the same without verification: the copy alone, as dlt does it;
     dlt            dlt's `sql_table` source into its `filesystem` destination with
                    `table_format="iceberg"` (`benchmarks/dlt_pg_iceberg.py`), in the fastest
                    configuration found for this workload (ConnectorX backend, streamed Arrow batches),
@@ -35,7 +38,7 @@ What it measures
     than wall times across runs.
 
 How to run (the local stack must be up: `make up`)
-    .venv/bin/python benchmarks/backfill_pg_iceberg.py          # 5M rows, 3 rounds of all three
+    .venv/bin/python benchmarks/backfill_pg_iceberg.py          # 5M rows, 3 rounds of the default four
     .venv/bin/python benchmarks/backfill_pg_iceberg.py --rows 10000000 --runs 1 --contenders airflow-mesh
 
     The source defaults to the stack's `postgres_mesh` connection (`.stack/connections.env`), or
@@ -63,8 +66,8 @@ DLT_VENV = BENCH_DIR / "dlt-venv"
 # dlt and what its sql_table source and Iceberg destination need, pinned so that reruns compare alike.
 DLT_REQUIREMENTS = ["dlt[pyiceberg]==1.31.0", "sqlalchemy==2.1.9", "psycopg[binary]==3.3.9", "connectorx==0.4.6",
                     "pyarrow==26.0.1"]
-CONTENDERS = ("airflow-mesh", "dlt", "copy-limit", "handwritten")
-DEFAULT_CONTENDERS = ("airflow-mesh", "dlt", "copy-limit")
+CONTENDERS = ("airflow-mesh", "airflow-mesh-noverify", "dlt", "copy-limit", "handwritten")
+DEFAULT_CONTENDERS = ("airflow-mesh", "airflow-mesh-noverify", "dlt", "copy-limit")
 COLUMNS = "id, customer_id, status, amount, created_at, updated_at, note"
 
 # Orders over three years (ids in creation order), 250k customers, 7 statuses, amounts 1.00-1000.00,
@@ -210,10 +213,11 @@ def check_rows(name: str, sample: Sample, rows: int) -> None:
 def command(name: str, args: argparse.Namespace, table: str, workdir: Path) -> list[str]:
     """The contender's command line."""
     here = Path(__file__).resolve().parent
-    if name == "airflow-mesh":
+    if name.startswith("airflow-mesh"):
         return [str(ROOT / ".venv" / "bin" / "python"), str(here / "airflow_mesh_pg_iceberg.py"),
                 "--source", args.source, "--table", f"public.{table}", "--workdir", str(workdir),
-                "--range-size", str(args.range_size), "--parallelism", str(args.parallelism)]
+                "--range-size", str(args.range_size), "--parallelism", str(args.parallelism),
+                *(["--no-verify"] if name == "airflow-mesh-noverify" else [])]
     if name == "dlt":
         return [str(DLT_VENV / "bin" / "python"), str(here / "dlt_pg_iceberg.py"),
                 "--source", args.source, "--table", table, "--workdir", str(workdir)]
@@ -226,41 +230,35 @@ def command(name: str, args: argparse.Namespace, table: str, workdir: Path) -> l
 
 # ------------------------------------------------------------------------------------------ results
 
+LABELS = {"airflow-mesh": "airflow-mesh (copy + verify)", "airflow-mesh-noverify": "airflow-mesh (copy only)",
+          "dlt": "dlt (connectorx -> iceberg)", "copy-limit": "COPY limit (binary, discarded)",
+          "handwritten": "handwritten (connectorx, 1 commit)"}
+
+
 def summarize(samples: dict[str, list[Sample]], rows: int) -> None:
     """Print each contender's medians, then the ratios."""
-    lines: list[tuple[str, float, float, float]] = []  # (label, median seconds, median CPU, peak RSS)
-    medians: dict[str, float] = {}
+    medians = {name: statistics.median(s.seconds for s in runs) for name, runs in samples.items()}
+    print(f"\n{'contender':<36}{'median s':>10}{'rows/s':>13}{'peak RSS MB':>13}{'CPU s':>8}")
     for name, runs in samples.items():
         cpu = statistics.median(s.cpu for s in runs)
-        if name == "airflow-mesh":
-            medians["airflow-mesh"] = statistics.median(s.seconds - s.report["phases"]["verify"] for s in runs)
-            medians["airflow-mesh+verify"] = statistics.median(s.seconds for s in runs)
-            lines.append(("airflow-mesh (copy)", medians["airflow-mesh"], float("nan"),
-                          max(s.report["rss_copy_mb"] for s in runs)))
-            lines.append(("airflow-mesh (copy + verify)", medians["airflow-mesh+verify"], cpu,
-                          max(s.rss_mb for s in runs)))
-        else:
-            medians[name] = statistics.median(s.seconds for s in runs)
-            label = {"dlt": "dlt (connectorx -> iceberg)", "copy-limit": "COPY limit (binary, discarded)",
-                     "handwritten": "handwritten (connectorx, 1 commit)"}[name]
-            lines.append((label, medians[name], cpu, max(s.rss_mb for s in runs)))
-    print(f"\n{'contender':<36}{'median s':>10}{'rows/s':>13}{'peak RSS MB':>13}{'CPU s':>8}")
-    for label, seconds, cpu, rss in lines:
-        cpu_text = "" if cpu != cpu else f"{cpu:8.1f}"  # NaN: not measured apart
-        print(f"{label:<36}{seconds:>10.2f}{rows / seconds:>13,.0f}{rss:>13,.0f}{cpu_text}")
-    print("(seconds: process wall time, start-up included; peak RSS: the process' own; CPU: the process',\n"
-          " PostgreSQL's not included; airflow-mesh (copy) is its run without the verification phase)\n")
-    if "airflow-mesh" in medians and "dlt" in medians:
-        print(f"airflow-mesh vs dlt:          {medians['dlt'] / medians['airflow-mesh']:.2f}x faster (copy), "
-              f"{medians['dlt'] / medians['airflow-mesh+verify']:.2f}x faster (copy + verify)")
-    if "airflow-mesh" in medians and "handwritten" in medians:
-        print(f"airflow-mesh vs handwritten:  {medians['airflow-mesh'] / medians['handwritten']:.2f}x its time (copy), "
-              f"{medians['airflow-mesh+verify'] / medians['handwritten']:.2f}x (copy + verify)")
-    if "airflow-mesh" in medians and "copy-limit" in medians:
-        print(f"airflow-mesh vs COPY limit:   {medians['airflow-mesh'] / medians['copy-limit']:.2f}x the limit's time "
-              f"(copy), {medians['airflow-mesh+verify'] / medians['copy-limit']:.2f}x (copy + verify)")
+        rss = max(s.rss_mb for s in runs)
+        print(f"{LABELS[name]:<36}{medians[name]:>10.2f}{rows / medians[name]:>13,.0f}{rss:>13,.0f}{cpu:8.1f}")
+    print("(seconds: process wall time, start-up included; peak RSS: the process' own, the maximum over the\n"
+          " rounds; CPU: the process', PostgreSQL's not included. airflow-mesh (copy + verify) is the engine's\n"
+          " default: every range read back from Iceberg and checked, mostly while later ranges copy)\n")
+    def ratio(text: str, value: str) -> None:
+        print(f"{text + ':':<48}{value}")
+
+    for name in (n for n in ("airflow-mesh-noverify", "airflow-mesh") if n in medians):
+        label = LABELS[name].removeprefix("airflow-mesh ")
+        if "dlt" in medians:
+            ratio(f"airflow-mesh {label} vs dlt", f"{medians['dlt'] / medians[name]:.2f}x faster")
+        if "handwritten" in medians:
+            ratio(f"airflow-mesh {label} vs handwritten", f"{medians[name] / medians['handwritten']:.2f}x its time")
+        if "copy-limit" in medians:
+            ratio(f"airflow-mesh {label} vs COPY limit", f"{medians[name] / medians['copy-limit']:.2f}x the limit's time")
     if "dlt" in medians and "copy-limit" in medians:
-        print(f"dlt vs COPY limit:            {medians['dlt'] / medians['copy-limit']:.2f}x the limit's time")
+        ratio("dlt vs COPY limit", f"{medians['dlt'] / medians['copy-limit']:.2f}x the limit's time")
 
 
 def main(argv: list[str] | None = None) -> None:
