@@ -106,7 +106,7 @@ def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: 
     if saved is not None:
         ranges = extend_ranges(saved[0], lo, hi)
         return Plan(job, info, key, max(rows, saved[1]), ranges)
-    ranges = plan_ranges(lo, hi, rows, request.range_size)
+    ranges = plan_ranges(lo, hi, rows, request.range_size, request.parallelism)
     if checkpoints is not None and ranges and not request.dry_run:
         checkpoints.save_plan(job, ranges, rows)
     return Plan(job, info, key, rows, ranges)

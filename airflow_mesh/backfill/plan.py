@@ -89,7 +89,8 @@ class KeyRange:
         return asdict(self)
 
 
-def plan_ranges(min_key: int | None, max_key: int | None, rows: int, range_size: int) -> list[KeyRange]:
+def plan_ranges(min_key: int | None, max_key: int | None, rows: int, range_size: int,
+                parallelism: int = 1) -> list[KeyRange]:
     """Cut ``[min_key, max_key]`` into ranges of about ``range_size`` rows each.
 
     The cut is even in key space, which matches row counts when keys are dense (sequences); with
@@ -99,7 +100,9 @@ def plan_ranges(min_key: int | None, max_key: int | None, rows: int, range_size:
         min_key: The smallest key to copy (None when there are no rows).
         max_key: The largest key to copy.
         rows: How many rows the interval holds.
-        range_size: Wanted rows per range.
+        range_size: Wanted rows per range (at most; ranges are cut smaller to balance them).
+        parallelism: Ranges moved at once: the number of ranges is rounded up to a multiple of it,
+            so that the last ranges run side by side rather than one alone while other workers idle.
 
     Returns:
         Consecutive, non-overlapping ranges covering every key from min_key to max_key; empty
@@ -110,6 +113,8 @@ def plan_ranges(min_key: int | None, max_key: int | None, rows: int, range_size:
     if max_key < min_key:
         raise PlanError(f"key bounds are reversed: min {min_key} > max {max_key}")
     count = max(1, math.ceil(rows / range_size))
+    if parallelism > 1 and count > 1:
+        count = math.ceil(count / parallelism) * parallelism
     span = max_key - min_key + 1
     width = max(1, math.ceil(span / count))
     return [KeyRange(lo, min(lo + width, max_key + 1)) for lo in range(min_key, max_key + 1, width)]

@@ -69,7 +69,8 @@ def test_staged_files_follow_the_tables_compression_properties(pg_table, tmp_pat
     schema = pa.schema([pa.field("id", pa.int64(), nullable=False), ("amount", pa.decimal128(12, 2)), ("note", pa.string())])
     iceberg.create_table(f"mesh.{pg_table}", schema=schema, properties={"write.parquet.compression-codec": "snappy"})
     target = make_target(ConnectionFields("iceberg", extra={"catalog": catalog}), f"mesh.{pg_table}")
-    summary = engine.run(source, target, BackfillRequest(table=f"public.{pg_table}", range_size=10_000),
+    summary = engine.run(source, target, BackfillRequest(table=f"public.{pg_table}", range_size=10_000,
+                                                             parallelism=1),
                          CheckpointStore(tmp_path / "checkpoints.sqlite"))
     assert summary.verified and summary.ranges == 3
     files = [task.file.file_path for task in iceberg.load_table(f"mesh.{pg_table}").scan().plan_files()]

@@ -97,3 +97,23 @@ def test_request_validation():
     assert job_id("s", "t", a) == job_id("s", "t", BackfillRequest(table="orders", parallelism=8))
     assert job_id("s", "t", a) != job_id("s", "t2", a)
     assert KeyRange(1, 5).id == "1-5"
+
+
+@settings(deadline=None)
+@given(lo=st.integers(-10**9, 10**9), span=st.integers(0, 10**7), rows=st.integers(1, 10**7),
+       size=st.integers(1, 10**6), parallelism=st.integers(1, 16))
+def test_ranges_are_balanced_over_the_workers(lo, span, rows, size, parallelism):
+    assume(rows // size <= 2000)
+    plain = plan_ranges(lo, lo + span, rows, size)
+    ranges = plan_ranges(lo, lo + span, rows, size, parallelism)
+    assert ranges[0].lo == lo and ranges[-1].hi == lo + span + 1
+    assert all(a.hi == b.lo and a.lo < a.hi for a, b in zip(ranges, ranges[1:]))
+    assert len(ranges) >= len(plain)  # never wider than asked for
+    assert len(ranges) <= -(-len(plain) // parallelism) * parallelism if len(plain) > 1 else len(ranges) == 1
+
+
+def test_a_count_just_over_a_multiple_of_range_size_is_not_left_with_a_lone_range():
+    # 5,000,866 estimated rows in ranges of 500,000 on 2 workers: 12 ranges, not 11 (one alone at the end).
+    ranges = plan_ranges(1, 5_000_000, 5_000_866, 500_000, parallelism=2)
+    assert len(ranges) == 12
+    assert len(plan_ranges(1, 5_000_000, 5_000_866, 500_000)) == 11
