@@ -103,3 +103,28 @@ def _consume(bootstrap_servers: str, topic: str, count: int, timeout: float) -> 
 def http() -> Iterator[requests.Session]:
     with requests.Session() as session:
         yield session
+
+
+ORDERS_ROWS = 20_000
+ORDERS_DDL = ("(id bigint PRIMARY KEY, customer_id bigint, status text, amount numeric(12,2), "
+              "created_at timestamptz, updated_at timestamptz, note text)")
+
+
+@pytest.fixture
+def pg_table(postgres_conninfo: str) -> Iterator[str]:
+    """A fresh orders-shaped PostgreSQL table of ORDERS_ROWS rows, with NULLs, negative decimals and
+    microsecond time zones; it and its ``_copy`` are dropped afterwards. Yields ``public.<name>``."""
+    import psycopg
+
+    name = f"bf_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {name} {ORDERS_DDL}")
+        conn.execute(f"INSERT INTO {name} SELECT g, g % 97, (array['new','paid','shipped'])[1 + g % 3], "
+                     f"(g * 7 % 100000) / 100.0 - 300, "
+                     f"timestamptz '2026-01-01 00:00:00.123456+02' + g * interval '1 second', "
+                     f"now(), CASE WHEN g % 5 = 0 THEN NULL ELSE 'nöte ' || g END "
+                     f"FROM generate_series(1, {ORDERS_ROWS}) g")
+    yield f"public.{name}"
+    with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {name}")
+        conn.execute(f"DROP TABLE IF EXISTS {name}_copy")

@@ -23,31 +23,13 @@ from airflow_mesh.backfill.errors import PlanError, TargetSchemaError, TypeMappi
 from airflow_mesh.backfill.plan import BackfillRequest, KeyRange
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = 20_000
-ORDERS_DDL = ("(id bigint PRIMARY KEY, customer_id bigint, status text, amount numeric(12,2), "
-              "created_at timestamptz, updated_at timestamptz, note text)")
+ROWS = 20_000  # the rows of the `pg_table` fixture (conftest.py)
 
 
 def conn_fields(conn_id: str) -> ConnectionFields:
     c = json.loads(os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"])
     return ConnectionFields(c["conn_type"], c.get("host"), c.get("port"), c.get("login"), c.get("password"),
                             c.get("schema"), c.get("extra") or {})
-
-
-@pytest.fixture
-def pg_table(postgres_conninfo):
-    """A fresh orders-shaped table with NULLs, decimals and time zones; dropped afterwards."""
-    name = f"bf_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
-        conn.execute(f"CREATE TABLE {name} {ORDERS_DDL}")
-        conn.execute(f"INSERT INTO {name} SELECT g, g % 97, (array['new','paid','shipped'])[1 + g % 3], "
-                     f"(g * 7 % 100000) / 100.0, timestamptz '2026-01-01 00:00:00+02' + g * interval '1 second', "
-                     f"now(), CASE WHEN g % 5 = 0 THEN NULL ELSE 'nöte ' || g END "
-                     f"FROM generate_series(1, {ROWS}) g")
-    yield f"public.{name}"
-    with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {name}")
-        conn.execute(f"DROP TABLE IF EXISTS {name}_copy")
 
 
 @pytest.fixture

@@ -32,9 +32,7 @@ from airflow_mesh.backfill.kafka_target import KafkaTarget
 from airflow_mesh.backfill.plan import BackfillRequest, KeyRange
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = 20_000
-ORDERS_DDL = ("(id bigint PRIMARY KEY, customer_id bigint, status text, amount numeric(12,2), "
-              "created_at timestamptz, updated_at timestamptz, note text)")
+ROWS = 20_000  # the rows of the `pg_table` fixture (conftest.py)
 
 
 def conn_fields(conn_id: str) -> ConnectionFields:
@@ -46,21 +44,6 @@ def conn_fields(conn_id: str) -> ConnectionFields:
 def registry_url() -> str:
     c = conn_fields("schema_registry_default")
     return f"{c.schema or 'http'}://{c.host}:{c.port}{c.extra.get('api_path', '')}"
-
-
-@pytest.fixture
-def pg_table(postgres_conninfo):
-    """An orders-shaped table with NULLs, decimals and time zones; dropped afterwards."""
-    name = f"bf_kafka_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
-        conn.execute(f"CREATE TABLE {name} {ORDERS_DDL}")
-        conn.execute(f"INSERT INTO {name} SELECT g, g % 97, (array['new','paid','shipped'])[1 + g % 3], "
-                     f"(g * 7 % 100000) / 100.0 - 300, timestamptz '2026-01-01 00:00:00.123456+02' + g * interval '1 second', "
-                     f"now(), CASE WHEN g % 5 = 0 THEN NULL ELSE 'nöte ' || g END "
-                     f"FROM generate_series(1, {ROWS}) g")
-    yield f"public.{name}"
-    with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 @pytest.fixture

@@ -108,8 +108,10 @@ def test_ranges_are_balanced_over_the_workers(lo, span, rows, size, parallelism)
     ranges = plan_ranges(lo, lo + span, rows, size, parallelism)
     assert ranges[0].lo == lo and ranges[-1].hi == lo + span + 1
     assert all(a.hi == b.lo and a.lo < a.hi for a, b in zip(ranges, ranges[1:]))
-    assert len(ranges) >= len(plain)  # never wider than asked for
-    assert len(ranges) <= -(-len(plain) // parallelism) * parallelism if len(plain) > 1 else len(ranges) == 1
+    widest = max(r.hi - r.lo for r in plain)
+    assert all(r.hi - r.lo <= widest for r in ranges)  # never wider than without balancing
+    count = -(-rows // size)
+    assert len(ranges) <= (-(-count // parallelism) * parallelism if count > 1 else 1)
 
 
 def test_a_count_just_over_a_multiple_of_range_size_is_not_left_with_a_lone_range():
