@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -115,6 +116,7 @@ class KafkaTarget:
         self._ids: dict[str, int] = {}
         self._registry = None
         self._latest: pa.Table | None = None
+        self._read_lock = threading.Lock()
 
     # ---------------------------------------------------------------- subjects
 
@@ -331,11 +333,13 @@ class KafkaTarget:
     def read_range(self, key_range: KeyRange) -> pa.Table:
         """The range's rows as the topic holds them now (the whole topic is read once, then kept
         until the next write)."""
-        if self._latest is None:
-            self._latest = self._read_all()
-        keys = self._latest.column(self.key)
+        with self._read_lock:  # ranges are verified in parallel: the topic is read once for all of them
+            if self._latest is None:
+                self._latest = self._read_all()
+            latest = self._latest
+        keys = latest.column(self.key)
         inside = pc.and_(pc.greater_equal(keys, key_range.lo), pc.less(keys, key_range.hi))
-        return self._latest.filter(inside)
+        return latest.filter(inside)
 
 
 # ------------------------------------------------------------------ JSON, a batch at a time
