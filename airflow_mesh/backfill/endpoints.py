@@ -114,11 +114,12 @@ def schema_registry_settings(conn: ConnectionFields) -> dict[str, Any]:
     """
     if not conn.host:
         raise PlanError("schema registry connection lacks a host")
-    api_path = str(conn.extra.get("api_path") or "")
-    if api_path and not api_path.startswith("/"):
-        raise PlanError(f"schema registry connection: extra 'api_path' must start with '/', got {api_path!r}")
-    host = conn.host if ":" not in conn.host or conn.host.startswith("[") else f"[{conn.host}]"
-    url = f"{conn.schema or 'http'}://{host}:{conn.port or 8081}{api_path.rstrip('/')}"
+    from airflow_mesh.contracts.registry_location import registry_url  # the contracts package loads fastavro
+
+    try:
+        url = registry_url(conn.schema, conn.host, conn.port, conn.extra.get("api_path"))
+    except ValueError as exc:
+        raise PlanError(f"schema registry connection: {exc}") from None
     config: dict[str, Any] = {}
     verify = conn.extra.get("verify", True)
     if verify is False or str(verify).lower() == "false":

@@ -17,6 +17,7 @@ import requests
 from asgiref.sync import sync_to_async
 
 from airflow_mesh.contracts.avro_compat import CompatibilityLevel
+from airflow_mesh.contracts.registry_location import registry_url
 from airflow_mesh.contracts.repository import subject_name
 from airflow_mesh.hooks.rest import RestApiHook
 from airflow_mesh.http import DEFAULT_TIMEOUT
@@ -208,10 +209,12 @@ class SchemaRegistryHook(RestApiHook):
         Raises:
             ValueError: The extra ``api_path`` does not start with ``/``.
         """
-        api_path = str(self._conn.extra_dejson.get("api_path") or "")
-        if api_path and not api_path.startswith("/"):
-            raise ValueError(f"connection {self.conn_id!r}: extra 'api_path' must start with '/', got {api_path!r}")
-        return super().base_url + api_path.rstrip("/")
+        conn = self._conn
+        try:
+            return registry_url(conn.schema, conn.host, conn.port or self.default_port,
+                                conn.extra_dejson.get("api_path"))
+        except ValueError as exc:
+            raise ValueError(f"connection {self.conn_id!r}: {exc}") from None
 
     def _error_for(self, response: requests.Response) -> SchemaRegistryApiError:
         return SchemaRegistryApiError.from_response(response)
