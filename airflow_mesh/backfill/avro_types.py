@@ -42,7 +42,8 @@ import pyarrow.compute as pc
 
 from airflow_mesh.backfill.errors import TypeMappingError
 
-__all__ = ["avro_name", "avro_schema", "avro_type", "decode_bodies", "encode_bodies", "records_to_arrow"]
+__all__ = ["avro_name", "avro_schema", "avro_type", "conformed", "decode_bodies", "encode_bodies",
+           "records_to_arrow"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UINT64_DECIMAL = pa.decimal128(20, 0)
@@ -359,8 +360,9 @@ def _polars_reads(avro: dict[str, Any]) -> bool:
     return True
 
 
-def _conformed(column: pa.ChunkedArray, t: pa.DataType) -> pa.ChunkedArray:
-    """A column as polars read it, in the Arrow type it was written from."""
+def conformed(column: pa.ChunkedArray, t: pa.DataType) -> pa.ChunkedArray:
+    """A column as polars read it (Avro or JSON), in the Arrow type it was written from (an
+    extension type, e.g. JSON, rebuilt around its storage)."""
     if isinstance(t, pa.BaseExtensionType):
         storage = pc.cast(column, t.storage_type)
         return pa.chunked_array([pa.ExtensionArray.from_storage(t, chunk) for chunk in storage.chunks], t)
@@ -388,7 +390,7 @@ def decode_bodies(bodies: Sequence[bytes], avro: dict[str, Any], schema: pa.Sche
 
         frame = pl.read_avro(io.BytesIO(_container(avro, bodies, offset)))
         table = frame.to_arrow()
-        return pa.table([_conformed(table.column(f.name), f.type) for f in schema], schema=schema)
+        return pa.table([conformed(table.column(f.name), f.type) for f in schema], schema=schema)
     import fastavro
 
     writer = fastavro.parse_schema(avro)

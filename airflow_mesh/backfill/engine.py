@@ -97,11 +97,10 @@ def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: 
     Raises:
         PlanError: no such table, no usable key, a type without an exact mapping.
     """
-    info = source.describe(request.table)
-    key = info.key_column(request.key)
+    described = describe(source, target, request)
+    job, info, key = described.job, described.info, described.key
     exact = request.dry_run or checkpoints is None or request.where is not None or request.mode is Mode.INCREMENTAL
     lo, hi, rows = source.key_bounds(info, key, request, exact_count=exact)
-    job = job_id(source.name, target.name, request)
     saved = checkpoints.saved_plan(job) if checkpoints is not None else None
     if saved is not None:
         ranges = extend_ranges(saved[0], lo, hi)

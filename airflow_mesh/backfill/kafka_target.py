@@ -29,7 +29,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from airflow_mesh.backfill.avro_types import avro_schema, decode_bodies, encode_bodies
+from airflow_mesh.backfill.avro_types import avro_schema, conformed, decode_bodies, encode_bodies
 from airflow_mesh.backfill.errors import BackfillError, PlanError, TargetSchemaError, TypeMappingError
 from airflow_mesh.backfill.plan import KeyRange
 
@@ -439,9 +439,6 @@ def _polars_type(field: pa.Field) -> pl.DataType:
 
 def _typed(column: pa.ChunkedArray, t: pa.DataType) -> pa.ChunkedArray:
     """A column read from JSON (text for decimals, times and binaries) in its Arrow type."""
-    if isinstance(t, pa.BaseExtensionType):
-        storage = pc.cast(column, t.storage_type)
-        return pa.chunked_array([pa.ExtensionArray.from_storage(t, chunk) for chunk in storage.chunks], t)
     if pa.types.is_time(t):
         micros = pl.from_arrow(column).str.to_time("%H:%M:%S%.f").to_arrow()
         return pc.cast(micros, t)
@@ -451,7 +448,7 @@ def _typed(column: pa.ChunkedArray, t: pa.DataType) -> pa.ChunkedArray:
         return pc.cast(pc.cast(pc.cast(column, pa.string()), pa.date32()), t)
     if pa.types.is_decimal(t):
         return pc.cast(pc.cast(column, pa.string()), t)
-    return pc.cast(column, t)
+    return conformed(column, t)
 
 
 def json_lines_to_arrow(lines: list[bytes], schema: pa.Schema) -> pa.Table:
