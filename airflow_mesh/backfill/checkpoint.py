@@ -12,7 +12,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from airflow_mesh.backfill.plan import KeyRange
+from airflow_mesh.backfill.keys import KeyRange
 
 
 class CheckpointStore:
@@ -26,7 +26,8 @@ class CheckpointStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS done_ranges (job TEXT, range_id TEXT, lo INTEGER, hi INTEGER, "
+            # lo and hi: the range's bounds as JSON (for people reading the file; ids are what count).
+            db.execute("CREATE TABLE IF NOT EXISTS done_ranges (job TEXT, range_id TEXT, lo, hi, "
                        "rows INTEGER, checksum TEXT, finished_at REAL, PRIMARY KEY (job, range_id))")
             db.execute("CREATE TABLE IF NOT EXISTS watermarks (stream TEXT PRIMARY KEY, cursor TEXT, updated_at REAL)")
             db.execute("CREATE TABLE IF NOT EXISTS plans (job TEXT PRIMARY KEY, ranges TEXT, rows INTEGER, "
@@ -56,13 +57,14 @@ class CheckpointStore:
         count or statistics say by then (the done ranges are those of this plan)."""
         with self._connect() as db:
             db.execute("INSERT OR REPLACE INTO plans VALUES (?, ?, ?, ?)",
-                       (job, json.dumps([[r.lo, r.hi] for r in ranges]), rows, time.time()))
+                       (job, json.dumps([[r.to_dict()["lo"], r.to_dict()["hi"]] for r in ranges]), rows, time.time()))
 
     def record(self, job: str, key_range: KeyRange, rows: int, checksum: int) -> None:
         """Mark a range done (after the target committed it)."""
         with self._connect() as db:
             db.execute("INSERT OR REPLACE INTO done_ranges VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (job, key_range.id, key_range.lo, key_range.hi, rows, str(checksum), time.time()))
+                       (job, key_range.id, json.dumps(key_range.to_dict()["lo"]), json.dumps(key_range.to_dict()["hi"]),
+                        rows, str(checksum), time.time()))
 
     def watermark(self, stream: str) -> str | None:
         """The cursor value an incremental stream has copied up to (None before its first run)."""

@@ -14,8 +14,9 @@ import pyarrow as pa
 
 from airflow_mesh.backfill.checkpoint import CheckpointStore
 from airflow_mesh.backfill.checksum import batches_checksum, combine, table_checksum
-from airflow_mesh.backfill.errors import VerificationError
-from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, Mode, extend_ranges, job_id, plan_ranges
+from airflow_mesh.backfill.errors import PlanError, VerificationError
+from airflow_mesh.backfill.keys import KeyRange, extend_ranges, plan_ranges, ranges_from_sample
+from airflow_mesh.backfill.plan import BackfillRequest, Mode, job_id
 from airflow_mesh.backfill.sources import Source, TableInfo
 from airflow_mesh.backfill.targets import StagingTarget, Target
 
@@ -24,13 +25,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Plan:
-    """A planned backfill: the job id, the source table, its key, and the ranges."""
+    """A planned backfill: the job id, the source table, its key columns, and the ranges."""
 
     job: str
     info: TableInfo
-    key: str
+    keys: tuple[str, ...]
     rows: int
     ranges: list[KeyRange]
+
+    @property
+    def key(self) -> str:
+        """The key columns, comma-separated (for messages)."""
+        return ", ".join(self.keys)
 
 
 @dataclass
@@ -80,9 +86,11 @@ class Progress:
 def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: CheckpointStore | None = None) -> Plan:
     """Describe the source table, find its key and bounds, and cut the ranges. Writes nothing to the target.
 
-    A dry run, or a request with a filter, counts the rows it selects; otherwise the source's own
-    row estimate is enough to cut ranges (they are cut in key space; the count is for the size of
-    each range and the progress ETA), which spares a scan of the whole table before the copy.
+    A single integer key is cut evenly in key space between its min and max (index look-ups) with
+    the source's own row estimate (a dry run, or a request with a filter, counts the rows instead);
+    any other key (text, uuid, dates, several columns) is cut at quantiles of a sample of its values,
+    the first and last ranges unbounded. A key the table's constraints do not make unique is checked
+    for duplicates and NULLs first (one aggregate over the rows).
 
     Args:
         source: Where rows come from.
@@ -95,20 +103,34 @@ def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: 
         The plan.
 
     Raises:
-        PlanError: no such table, no usable key, a type without an exact mapping.
+        PlanError: no such table, no usable key, a key that is not unique, a bad filter, a type
+            without an exact mapping.
     """
     described = describe(source, target, request)
-    job, info, key = described.job, described.info, described.key
-    exact = request.dry_run or checkpoints is None or request.where is not None or request.mode is Mode.INCREMENTAL
-    lo, hi, rows = source.key_bounds(info, key, request, exact_count=exact)
+    job, info, keys = described.job, described.info, described.keys
+    if not info.known_unique(keys):
+        duplicate = source.duplicate_key(info, keys, request)
+        if duplicate is not None:
+            value = duplicate if len(keys) > 1 else duplicate[0]
+            what = "some rows have NULL in it" if any(v is None for v in duplicate) else f"{value!r} is the key of several rows"
+            raise PlanError(f"table {info.name}: key {', '.join(keys)} is not unique ({what}); the target's rows are "
+                            "identified by the key: name columns that identify one row with `key` (--key)")
     saved = checkpoints.saved_plan(job) if checkpoints is not None else None
-    if saved is not None:
-        ranges = extend_ranges(saved[0], lo, hi)
-        return Plan(job, info, key, max(rows, saved[1]), ranges)
-    ranges = plan_ranges(lo, hi, rows, request.range_size, request.parallelism)
+    exact = request.dry_run or checkpoints is None or request.where is not None or request.mode is Mode.INCREMENTAL
+    integral = len(keys) == 1 and pa.types.is_integer(info.schema.field(keys[0]).type)
+    if integral:
+        lo, hi, rows = source.key_bounds(info, keys[0], request, exact_count=exact)
+        if saved is not None:
+            return Plan(job, info, keys, max(rows, saved[1]), extend_ranges(saved[0], lo, hi))
+        ranges = plan_ranges(lo, hi, rows, request.range_size, request.parallelism)
+    else:
+        if saved is not None:  # unbounded at both ends: the saved ranges hold every key
+            return Plan(job, info, keys, saved[1], saved[0])
+        sample, rows = source.sample_keys(info, keys, request, request.range_size)
+        ranges = ranges_from_sample(sample, rows, request.range_size, request.parallelism)
     if checkpoints is not None and ranges and not request.dry_run:
         checkpoints.save_plan(job, ranges, rows)
-    return Plan(job, info, key, rows, ranges)
+    return Plan(job, info, keys, rows, ranges)
 
 
 def describe(source: Source, target: Target, request: BackfillRequest) -> Plan:
@@ -119,12 +141,12 @@ def describe(source: Source, target: Target, request: BackfillRequest) -> Plan:
         PlanError: no such table, no usable key, a type without an exact mapping.
     """
     info = source.describe(request.table)
-    return Plan(job_id(source.name, target.name, request), info, info.key_column(request.key), 0, [])
+    return Plan(job_id(source.name, target.name, request), info, info.key_columns(request.key), 0, [])
 
 
 def read_range(source: Source, the_plan: Plan, request: BackfillRequest, key_range: KeyRange) -> pa.Table:
     """One range of the source as a table in the plan's schema."""
-    batches = list(source.read_range(the_plan.info, the_plan.key, request, key_range))
+    batches = list(source.read_range(the_plan.info, the_plan.keys, request, key_range))
     return pa.Table.from_batches(batches, schema=the_plan.info.schema)
 
 
@@ -166,7 +188,7 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
     if request.dry_run:
         summary.rows, summary.seconds = the_plan.rows, time.monotonic() - started
         return summary
-    target.prepare(the_plan.info.schema, the_plan.key)
+    target.prepare(the_plan.info.schema, the_plan.keys)
     done = checkpoints.done(the_plan.job)
     pending = [r for r in the_plan.ranges if r.id not in done]
     summary.ranges_skipped = len(the_plan.ranges) - len(pending)
@@ -233,7 +255,7 @@ def stage_range(source: Source, target: StagingTarget, the_plan: Plan, request: 
             yield batch
 
     staged = target.stage_range(key_range, checksummed(
-        source.read_range(the_plan.info, the_plan.key, request, key_range)))
+        source.read_range(the_plan.info, the_plan.keys, request, key_range)))
     return staged, combine(parts)
 
 
@@ -344,7 +366,7 @@ def source_checksums(source: Source, the_plan: Plan, request: BackfillRequest,
     """``range id -> (rows, checksum)`` of the source's rows in each range, cursor filter left out
     (what the target must hold there, whatever the mode), ``request.parallelism`` ranges at a time."""
     whole = request.model_copy(update={"mode": Mode.FULL, "cursor_after": None})
-    return _each_range(lambda r: batches_checksum(source.read_range(the_plan.info, the_plan.key, whole, r)),
+    return _each_range(lambda r: batches_checksum(source.read_range(the_plan.info, the_plan.keys, whole, r)),
                        ranges, request.parallelism)
 
 
@@ -379,7 +401,7 @@ def verify(source: Source, target: Target, request: BackfillRequest) -> Summary:
     """Verify an existing copy on its own: both sides read and checksummed range by range."""
     started = time.monotonic()
     the_plan = plan(source, target, request)
-    target.prepare(the_plan.info.schema, the_plan.key)
+    target.prepare(the_plan.info.schema, the_plan.keys)
     expected = source_checksums(source, the_plan, request, the_plan.ranges)
     verify_target(target, the_plan.ranges, expected, request.parallelism)
     return Summary(the_plan.job, request.table, source.name, target.name, rows=sum(v[0] for v in expected.values()),

@@ -17,6 +17,7 @@ Avro
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import threading
@@ -31,7 +32,8 @@ import pyarrow.compute as pc
 
 from airflow_mesh.backfill.avro_types import avro_schema, conformed, decode_bodies, encode_bodies
 from airflow_mesh.backfill.errors import BackfillError, PlanError, TargetSchemaError, TypeMappingError
-from airflow_mesh.backfill.plan import KeyRange
+from airflow_mesh.backfill.names import kafka_topic
+from airflow_mesh.backfill.keys import KeyRange, range_condition
 
 __all__ = ["VALUE_FORMATS", "KafkaTarget", "json_keys", "json_lines", "json_lines_to_arrow"]
 
@@ -91,6 +93,7 @@ class KafkaTarget:
     def __init__(self, config: dict[str, Any], topic: str, partitions: int = 3, value_format: str = "json",
                  schema_registry_url: str | None = None, schema_registry_auth: tuple[str, str] | None = None,
                  schema_registry_config: Mapping[str, Any] | None = None) -> None:
+        topic = kafka_topic(topic)
         if value_format not in VALUE_FORMATS:
             raise PlanError(f"Kafka topic {topic}: value format {value_format!r} is not one of {', '.join(VALUE_FORMATS)}")
         if value_format == "avro" and not schema_registry_url:
@@ -109,7 +112,7 @@ class KafkaTarget:
         # (their checkpoints are apart); a JSON topic keeps the name earlier versions gave it.
         scheme = "kafka+avro" if value_format == "avro" else "kafka"
         self.name = f"{scheme}://{config['bootstrap.servers']}/{topic}"
-        self.key: str | None = None
+        self.keys: tuple[str, ...] = ()
         self.schema: pa.Schema | None = None
         self.key_schema: dict[str, Any] | None = None
         self.value_schema: dict[str, Any] | None = None
@@ -174,7 +177,7 @@ class KafkaTarget:
 
     # ---------------------------------------------------------------- the Target protocol
 
-    def prepare(self, schema: pa.Schema, key: str) -> None:
+    def prepare(self, schema: pa.Schema, key: str | tuple[str, ...]) -> None:
         """Check everything, then create the topic and register the schemas; writes no message.
 
         Raises:
@@ -184,11 +187,13 @@ class KafkaTarget:
         """
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        self.key, self.schema, self._latest = key, schema, None
+        self.keys = (key,) if isinstance(key, str) else tuple(key)
+        self.schema, self._latest = schema, None
         if self.value_format == "avro":
             namespace = self.topic
-            self.key_schema = avro_schema(pa.schema([schema.field(key)]), "Key", namespace, required=(key,))
-            self.value_schema = avro_schema(schema, "Value", namespace, required=(key,))
+            self.key_schema = avro_schema(pa.schema([schema.field(k) for k in self.keys]), "Key", namespace,
+                                          required=self.keys)
+            self.value_schema = avro_schema(schema, "Value", namespace, required=self.keys)
             problems = [reason for subject, avro in ((self.key_subject, self.key_schema),
                                                       (self.value_subject, self.value_schema))
                         for reason in self._incompatibilities(subject, avro)]
@@ -209,10 +214,12 @@ class KafkaTarget:
         if self.value_format == "avro":
             key_header = b"\0" + self._ids[self.key_subject].to_bytes(4, "big")
             value_header = b"\0" + self._ids[self.value_subject].to_bytes(4, "big")
-            keys = encode_bodies(batch.select([self.key]), self.key_schema, key_header)
+            keys = encode_bodies(batch.select(list(self.keys)), self.key_schema, key_header)
             values = encode_bodies(batch, self.value_schema, value_header)
             return keys.to_pylist(), values.to_pylist()
-        return json_keys(batch, self.key), json_lines(batch)
+        if len(self.keys) == 1:
+            return json_keys(batch, self.keys[0]), json_lines(batch)
+        return json_lines(batch.select(list(self.keys))), json_lines(batch)
 
     def _producer_config(self, key_range: KeyRange) -> dict[str, Any]:
         defaults = {**PRODUCER_DEFAULTS, **({"partitioner": AVRO_PARTITIONER} if self.value_format == "avro" else {})}
@@ -328,7 +335,7 @@ class KafkaTarget:
         finally:
             consumer.close()
         table = self._decode(list(latest.values()))
-        return table.sort_by(self.key) if table.num_rows else table
+        return table.sort_by([(k, "ascending") for k in self.keys]) if table.num_rows else table
 
     def read_range(self, key_range: KeyRange) -> pa.Table:
         """The range's rows as the topic holds them now (the whole topic is read once, then kept
@@ -337,9 +344,34 @@ class KafkaTarget:
             if self._latest is None:
                 self._latest = self._read_all()
             latest = self._latest
-        keys = latest.column(self.key)
-        inside = pc.and_(pc.greater_equal(keys, key_range.lo), pc.less(keys, key_range.hi))
-        return latest.filter(inside)
+        return latest.filter(in_range(latest, self.keys, key_range))
+
+
+def in_range(table: pa.Table, keys: tuple[str, ...], key_range: KeyRange) -> pa.ChunkedArray | pa.Array:
+    """Which rows of a table have their key in ``[lo, hi)`` (lexicographic for a composite key),
+    comparing in the key columns' own types (a uuid by its 16 bytes, text by its bytes)."""
+    def column(name: str) -> pa.ChunkedArray:
+        values = table.column(name)
+        if isinstance(values.type, pa.BaseExtensionType):
+            return pa.chunked_array([chunk.storage for chunk in values.chunks], values.type.storage_type)
+        return values
+
+    def scalar(name: str, value: Any) -> pa.Scalar:
+        t = table.schema.field(name).type
+        if isinstance(t, pa.BaseExtensionType):
+            return pa.scalar(uuid.UUID(str(value)).bytes if t.extension_name == "arrow.uuid" else value, t.storage_type)
+        if isinstance(value, str) and not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            return pa.scalar(value).cast(t)
+        return pa.scalar(value, t)
+
+    ops = {">": pc.greater, ">=": pc.greater_equal, "<": pc.less, "<=": pc.less_equal}
+    return range_condition(
+        keys, key_range,
+        compare=lambda c, op, v: ops[op](column(c), scalar(c, v)),
+        equal=lambda c, v: pc.equal(column(c), scalar(c, v)),
+        all_of=lambda items: functools.reduce(pc.and_, items),
+        any_of=lambda items: functools.reduce(pc.or_, items),
+        always=lambda: pa.array([True] * table.num_rows))
 
 
 # ------------------------------------------------------------------ JSON, a batch at a time

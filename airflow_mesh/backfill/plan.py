@@ -1,19 +1,31 @@
-"""Planning a backfill: the request, and the primary-key ranges it is cut into."""
+"""Planning a backfill: the request (what to copy), and its job id. Key ranges are in ``keys``."""
 
 from __future__ import annotations
 
 import enum
 import hashlib
 import json
-import math
 import re
-from dataclasses import asdict, dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_mesh.backfill.errors import PlanError
+from airflow_mesh.backfill.filters import parse_filter
+from airflow_mesh.backfill.keys import KeyRange, extend_ranges, plan_ranges
 
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+__all__ = ["BackfillRequest", "KeyRange", "Mode", "extend_ranges", "job_id", "key_columns", "plan_ranges"]
+
+# A table is ``schema.table`` or ``table``; names are quoted in SQL, so any character but a dot
+# (the separator), a control character or a quote may be in them.
+TABLE_NAME = re.compile(r'^[^.;\x00-\x1f"`]+(\.[^.;\x00-\x1f"`]+)?$')
+COLUMN_NAME = re.compile(r'^[^,;\x00-\x1f"`]+$')
+
+
+def key_columns(key: str | None) -> tuple[str, ...] | None:
+    """The columns of a ``key`` option: ``id``, or ``region, id`` for a composite key."""
+    if key is None:
+        return None
+    return tuple(part.strip() for part in key.split(","))
 
 
 class Mode(str, enum.Enum):
@@ -28,13 +40,15 @@ class BackfillRequest(BaseModel):
 
     Args:
         table: The source table (``schema.table`` or ``table``).
-        key: The primary-key column the ranges are cut on (an integer column); found from the
-            source's primary key when omitted.
+        key: The column the ranges are cut on, or several, comma-separated (``region, id``): any
+            orderable type (integers, text, uuids, decimals, dates, timestamps), unique over the
+            rows; the source's primary key when omitted.
         mode: ``full`` or ``incremental``.
         cursor_column: With ``incremental``: the column (e.g. ``updated_at``) whose values past
             ``cursor_after`` are copied.
         cursor_after: With ``incremental``: the high-water mark of the previous run (exclusive).
-        where: An extra SQL filter on the source (e.g. ``status <> 'test'``).
+        where: An extra SQL filter on the source (e.g. ``status <> 'test'``): one boolean expression
+            in the source's SQL dialect (parsed, never pasted).
         range_size: Rows per key range (the unit of parallelism, checkpointing and verification).
         parallelism: Ranges moved at once.
         dry_run: Plan and count only; write nothing.
@@ -52,102 +66,58 @@ class BackfillRequest(BaseModel):
     parallelism: int = Field(default=2, ge=1, le=64)
     dry_run: bool = False
 
-    @field_validator("table", "key", "cursor_column")
+    @field_validator("table")
     @classmethod
-    def _identifier(cls, value: str | None) -> str | None:
-        if value is not None and not IDENTIFIER.match(value):
-            raise ValueError(f"{value!r} is not a plain SQL identifier (letters, digits, _; optionally schema.name)")
+    def _table_name(cls, value: str) -> str:
+        value = value.strip()
+        if not TABLE_NAME.match(value):
+            raise ValueError(f"{value!r} is not a table name: schema.table or table, without quotes, ';' or "
+                             "control characters")
         return value
+
+    @field_validator("key", "cursor_column", mode="before")
+    @classmethod
+    def _column_names(cls, value: str | None) -> str | None:
+        if value is None or not str(value).strip():
+            return None
+        columns = [part.strip() for part in str(value).split(",")]
+        bad = [c for c in columns if not c or not COLUMN_NAME.match(c)]
+        if bad:
+            raise ValueError(f"{value!r} is not a column name (or names, comma-separated): "
+                             f"{', '.join(repr(b) for b in bad)}")
+        return ",".join(columns)
+
+    @field_validator("where", "cursor_after", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return None if value is None or not str(value).strip() else value
 
     @field_validator("where")
     @classmethod
-    def _one_predicate(cls, value: str | None) -> str | None:
-        if value is not None and ";" in value:
-            raise ValueError("a filter is one SQL predicate, without ';'")
+    def _one_condition(cls, value: str | None) -> str | None:
+        """A filter that is no condition in either dialect is refused here, before any connection;
+        the source parses it again in its own dialect."""
+        if value is not None:
+            errors = []
+            for dialect in ("postgres", "mysql"):
+                try:
+                    parse_filter(value, dialect)
+                    return value
+                except PlanError as exc:
+                    errors.append(str(exc))
+            raise ValueError(errors[0])
         return value
+
+    @property
+    def key_columns(self) -> tuple[str, ...] | None:
+        """The key's columns, when the request names them."""
+        return key_columns(self.key)
 
     @model_validator(mode="after")
     def _incremental_needs_a_cursor(self) -> BackfillRequest:
         if self.mode is Mode.INCREMENTAL and not self.cursor_column:
             raise ValueError("mode 'incremental' needs a cursor_column (e.g. updated_at)")
         return self
-
-
-@dataclass(frozen=True, order=True)
-class KeyRange:
-    """The half-open key interval ``[lo, hi)`` of a range."""
-
-    lo: int
-    hi: int
-
-    @property
-    def id(self) -> str:
-        """A stable name, used in checkpoints, file names and error messages."""
-        return f"{self.lo}-{self.hi}"
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
-def plan_ranges(min_key: int | None, max_key: int | None, rows: int, range_size: int,
-                parallelism: int = 1) -> list[KeyRange]:
-    """Cut ``[min_key, max_key]`` into ranges of about ``range_size`` rows each.
-
-    The cut is even in key space, which matches row counts when keys are dense (sequences); with
-    sparse keys some ranges hold fewer rows, which costs nothing but a range.
-
-    Args:
-        min_key: The smallest key to copy (None when there are no rows).
-        max_key: The largest key to copy.
-        rows: How many rows the interval holds.
-        range_size: Wanted rows per range (at most; ranges are cut smaller to balance them).
-        parallelism: Ranges moved at once: the number of ranges is rounded up to a multiple of it,
-            so that the last ranges run side by side rather than one alone while other workers idle.
-
-    Returns:
-        Consecutive, non-overlapping ranges covering every key from min_key to max_key; empty
-        when there are no rows.
-    """
-    if min_key is None or max_key is None or rows == 0:
-        return []
-    if max_key < min_key:
-        raise PlanError(f"key bounds are reversed: min {min_key} > max {max_key}")
-    count = max(1, math.ceil(rows / range_size))
-    if parallelism > 1 and count > 1:
-        count = math.ceil(count / parallelism) * parallelism
-    span = max_key - min_key + 1
-    width = max(1, math.ceil(span / count))
-    return [KeyRange(lo, min(lo + width, max_key + 1)) for lo in range(min_key, max_key + 1, width)]
-
-
-def extend_ranges(saved: list[KeyRange], min_key: int | None, max_key: int | None) -> list[KeyRange]:
-    """A saved plan's ranges, plus ranges of the same width for keys the source now has outside them.
-
-    A resumed run moves the ranges it was first cut into (their checkpoints stay valid); rows added
-    since with larger (or smaller) keys get ranges of their own rather than being missed.
-
-    Args:
-        saved: The plan's ranges, consecutive and sorted.
-        min_key: The smallest key now (None when the source has no rows).
-        max_key: The largest key now.
-
-    Returns:
-        The saved ranges, preceded and followed by any ranges needed to cover ``[min_key, max_key]``.
-    """
-    if not saved or min_key is None or max_key is None:
-        return list(saved)
-    width = max(1, saved[0].hi - saved[0].lo)
-    before: list[KeyRange] = []
-    hi = saved[0].lo
-    while min_key < hi:
-        before.insert(0, KeyRange(max(min_key, hi - width), hi))
-        hi = before[0].lo
-    after: list[KeyRange] = []
-    lo = saved[-1].hi
-    while lo <= max_key:
-        after.append(KeyRange(lo, min(lo + width, max_key + 1)))
-        lo = after[-1].hi
-    return before + list(saved) + after
 
 
 def job_id(source: str, target: str, request: BackfillRequest) -> str:

@@ -2,7 +2,7 @@
 
 Each reader takes the fastest path its datastore offers into Arrow: ADBC (binary COPY) for
 PostgreSQL, ConnectorX for MariaDB/MySQL, pyiceberg's scan for Iceberg. Ranges are read with keyset
-predicates (``key >= lo AND key < hi``), never OFFSET.
+predicates (``key >= lo AND key < hi``, row values for composite keys), never OFFSET.
 """
 
 from __future__ import annotations
@@ -10,14 +10,17 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import pyarrow as pa
 
 from airflow_mesh.backfill.errors import PlanError
-from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, Mode
+from airflow_mesh.backfill.filters import parse_filter
+from airflow_mesh.backfill.keys import KeyRange, json_value, range_condition, range_count
+from airflow_mesh.backfill.plan import BackfillRequest, Mode, key_columns
+from airflow_mesh.backfill.sqltext import identifier, literal, range_predicate, table_name
 from airflow_mesh.backfill.types import arrow_type
 
 
@@ -36,29 +39,55 @@ class DatabaseLocation:
                 f"@{self.host}:{self.port}/{quote(self.database, safe='')}")
 
 
+# Arrow types a key can be cut on: they have a total order that every store agrees on.
+def _orderable(t: pa.DataType) -> bool:
+    return (pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
+            or pa.types.is_decimal(t) or pa.types.is_date(t) or pa.types.is_timestamp(t)
+            or pa.types.is_boolean(t) or (isinstance(t, pa.BaseExtensionType) and t.extension_name == "arrow.uuid"))
+
+
 @dataclass(frozen=True)
 class TableInfo:
-    """A source table: its columns with their exact Arrow types, and its primary key."""
+    """A source table: its columns with their exact Arrow types, its primary key (in the key's
+    order), and its other unique keys (sets of NOT NULL columns under a unique index)."""
 
     name: str
     schema: pa.Schema
     primary_key: list[str]
+    unique_keys: list[tuple[str, ...]] = field(default_factory=list)
+    keys_enforced: bool = True  # False: the store does not enforce its keys (Iceberg's identifier fields)
 
-    def key_column(self, requested: str | None) -> str:
-        """The integer column ranges are cut on: the requested one, or the single-column primary key.
+    def key_columns(self, requested: str | None) -> tuple[str, ...]:
+        """The columns ranges are cut on: the requested ones (``a`` or ``a, b``), else the primary
+        key, else the first unique key of NOT NULL columns.
 
         Raises:
-            PlanError: no usable key.
+            PlanError: no usable key: none given or found, an unknown column, or a type without
+                an order every store agrees on (binary, floating point, JSON, arrays).
         """
-        key = requested or (self.primary_key[0] if len(self.primary_key) == 1 else None)
-        if key is None:
-            why = "it has no primary key" if not self.primary_key else f"its primary key {self.primary_key} has several columns"
-            raise PlanError(f"table {self.name}: {why}; name an integer key column with `key`")
-        if key not in self.schema.names:
-            raise PlanError(f"table {self.name}: key column {key!r} does not exist (columns: {', '.join(self.schema.names)})")
-        if not pa.types.is_integer(self.schema.field(key).type):
-            raise PlanError(f"table {self.name}: key column {key!r} is {self.schema.field(key).type}; ranges need an integer key")
-        return key
+        columns = key_columns(requested) or (tuple(self.primary_key) or (self.unique_keys[0] if self.unique_keys else ()))
+        if not columns:
+            raise PlanError(f"table {self.name}: it has no primary key or unique key; name the column (or columns, "
+                            "comma-separated) that identify a row with `key` (--key)")
+        missing = [c for c in columns if c not in self.schema.names]
+        if missing:
+            raise PlanError(f"table {self.name}: key column {', '.join(map(repr, missing))} does not exist "
+                            f"(columns: {', '.join(self.schema.names)})")
+        unordered = [f"{c!r} is {self.schema.field(c).type}" for c in columns if not _orderable(self.schema.field(c).type)]
+        if unordered:
+            raise PlanError(f"table {self.name}: key column {'; '.join(unordered)}, which ranges cannot be cut on; "
+                            "name other key columns with `key` (--key)")
+        return columns
+
+    def known_unique(self, columns: tuple[str, ...]) -> bool:
+        """Whether the table's own constraints make ``columns`` unique (a superset of its primary key
+        or of a unique key of NOT NULL columns)."""
+        return self.keys_enforced and any(key and set(key) <= set(columns)
+                                          for key in [tuple(self.primary_key), *self.unique_keys])
+
+    def key_fields(self, columns: tuple[str, ...]) -> list[tuple[str, pa.DataType]]:
+        """``(name, Arrow type)`` of each key column."""
+        return [(c, self.schema.field(c).type) for c in columns]
 
 
 class Source(Protocol):
@@ -69,37 +98,45 @@ class Source(Protocol):
     def describe(self, table: str) -> TableInfo: ...
 
     def key_bounds(self, info: TableInfo, key: str, request: BackfillRequest,
-                   exact_count: bool = True) -> tuple[int | None, int | None, int]: ...
+                   exact_count: bool = True) -> tuple[int | None, int | None, int]:
+        """``(min, max, rows)`` of a single integer key column."""
+        ...
 
-    def read_range(self, info: TableInfo, key: str, request: BackfillRequest, key_range: KeyRange) -> Iterator[pa.RecordBatch]: ...
+    def sample_keys(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
+                    range_size: int) -> tuple[list[tuple[Any, ...]], int]:
+        """Key tuples spread over the selected rows (enough to cut ranges of ``range_size`` rows
+        at), and how many rows there are."""
+        ...
 
+    def duplicate_key(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest) -> tuple[Any, ...] | None:
+        """A key value more than one selected row holds, or that is NULL; None when the key is unique."""
+        ...
 
-def _sql_literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def _filters(key: str, request: BackfillRequest, key_range: KeyRange | None) -> str:
-    """The WHERE clause of a range: keyset bounds, the user's filter, the incremental cursor."""
-    parts = []
-    if key_range is not None:
-        parts.append(f"{key} >= {key_range.lo} AND {key} < {key_range.hi}")
-    if request.where:
-        parts.append(f"({request.where})")
-    if request.mode is Mode.INCREMENTAL and request.cursor_after is not None:
-        parts.append(f"{request.cursor_column} > {_sql_literal(request.cursor_after)}")
-    return (" WHERE " + " AND ".join(parts)) if parts else ""
+    def read_range(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
+                   key_range: KeyRange) -> Iterator[pa.RecordBatch]: ...
 
 
 def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return batch if batch.schema.equals(schema) else batch.cast(schema)
 
 
+# Key samples: a table with fewer rows than this has all its keys read (exact boundaries); a larger
+# one a sample of about SAMPLE_PER_RANGE keys per range.
+SAMPLE_ALL_ROWS = 200_000
+SAMPLE_PER_RANGE = 200
+
+
 class _SqlSource:
     """A table in an SQL database: what PostgreSQL and MariaDB share (catalog lookup, key bounds,
-    keyset range reads). A subclass supplies its driver (``_query``, ``_stream``), its catalog query
-    (``_columns_sql``) and how a column is selected (``_select``)."""
+    keyset range reads). A subclass supplies its driver (``_query``, ``_stream``), its catalog queries
+    (``_columns_sql``, ``_unique_keys_sql``) and how a column is selected (``_select``).
+
+    Every name is quoted (``sqltext``) and the user's filter is parsed (``filters``), so no input
+    reaches the database as SQL of its own.
+    """
 
     scheme: str
+    dialect: str
 
     def __init__(self, location: DatabaseLocation) -> None:
         self.location = location
@@ -117,11 +154,33 @@ class _SqlSource:
         """A query of the table's columns: ``name``, ``type`` (as the database spells it), ``is_key``."""
         raise NotImplementedError
 
+    def _unique_keys_sql(self, schema_name: str, table: str) -> str:
+        """A query of the table's primary and unique keys: ``index_name``, ``is_primary``, ``position``,
+        ``column_name`` and ``not_null`` per key column."""
+        raise NotImplementedError
+
+    def _estimate_sql(self, info: TableInfo) -> str:
+        """A query of the planner's row estimate of the table (``n``; negative or NULL when unknown)."""
+        raise NotImplementedError
+
+    def _sample_clause(self, fraction: float) -> tuple[str, str]:
+        """``(after FROM, extra WHERE condition)`` that reads about ``fraction`` of the rows."""
+        raise NotImplementedError
+
     def _select(self, column: pa.Field) -> str:
-        return column.name
+        return self._ident(column.name)
+
+    def _ident(self, name: str) -> str:
+        return identifier(name, self.dialect)
+
+    def _table(self, info: TableInfo | str) -> str:
+        return table_name(info.name if isinstance(info, TableInfo) else info, self.dialect)
+
+    def _literal(self, value: str) -> str:
+        return literal(value, self.dialect)
 
     def describe(self, table: str) -> TableInfo:
-        """The table's columns with exact Arrow types, and its primary key.
+        """The table's columns with exact Arrow types, its primary key and its unique keys.
 
         Raises:
             PlanError: the table does not exist, or a column's type has no exact mapping.
@@ -131,15 +190,37 @@ class _SqlSource:
         if not columns:
             raise PlanError(f"table {table} does not exist in {self.name}")
         schema = pa.schema([pa.field(c["name"], arrow_type(c["name"], c["type"])) for c in columns])
-        return TableInfo(table, schema, [c["name"] for c in columns if c["is_key"]])
+        indexes: dict[str, list[dict[str, Any]]] = {}
+        for row in self._query(self._unique_keys_sql(schema_name, name)).to_pylist():
+            indexes.setdefault(row["index_name"], []).append(row)
+        primary: list[str] = []
+        unique: list[tuple[str, ...]] = []
+        for rows in indexes.values():
+            ordered = [r["column_name"] for r in sorted(rows, key=lambda r: r["position"])]
+            if any(r["is_primary"] for r in rows):
+                primary = ordered
+            elif all(r["not_null"] for r in rows) and all(c in schema.names for c in ordered):
+                unique.append(tuple(ordered))
+        if not primary:  # a catalog without index positions (or no indexes): the columns' own flags
+            primary = [c["name"] for c in columns if c["is_key"]]
+        return TableInfo(table, schema, primary, unique)
 
-    def _estimate_sql(self, info: TableInfo) -> str:
-        """A query of the planner's row estimate of the table (``n``; negative or NULL when unknown)."""
-        raise NotImplementedError
+    def _where(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
+               key_range: KeyRange | None, *extra: str) -> str:
+        """The WHERE clause of a range: keyset bounds, the user's filter, the incremental cursor."""
+        conditions = []
+        if key_range is not None and (predicate := range_predicate(info.key_fields(keys), key_range, self.dialect)):
+            conditions.append(predicate)
+        if request.where:
+            conditions.append(parse_filter(request.where, self.dialect))
+        if request.mode is Mode.INCREMENTAL and request.cursor_after is not None:
+            conditions.append(f"{self._ident(request.cursor_column)} > {self._literal(request.cursor_after)}")
+        conditions += [c for c in extra if c]
+        return (" WHERE " + " AND ".join(conditions)) if conditions else ""
 
     def key_bounds(self, info: TableInfo, key: str, request: BackfillRequest,
                    exact_count: bool = True) -> tuple[int | None, int | None, int]:
-        """``(min key, max key, rows)`` of the rows the request selects.
+        """``(min key, max key, rows)`` of the rows the request selects, for one integer key column.
 
         Args:
             info: The table.
@@ -149,31 +230,82 @@ class _SqlSource:
                 estimate when the request has no filter and the table has statistics (min and max
                 of the key are index look-ups), which is all a plan needs to cut ranges.
         """
-        filters = _filters(key, request, None)
+        filters = self._where(info, (key,), request, None)
+        column, table = self._ident(key), self._table(info)
         if not exact_count and not filters:
-            row = self._query(f"SELECT min({key}) AS lo, max({key}) AS hi FROM {info.name}").to_pylist()[0]
+            row = self._query(f"SELECT min({column}) AS lo, max({column}) AS hi FROM {table}").to_pylist()[0]
             estimate = self._query(self._estimate_sql(info)).to_pylist()[0]["n"]
             if row["lo"] is None:
                 return None, None, 0
             if estimate is not None and int(estimate) > 0:
                 return int(row["lo"]), int(row["hi"]), int(estimate)
-        row = self._query(f"SELECT min({key}) AS lo, max({key}) AS hi, count(*) AS n FROM {info.name}"
+        row = self._query(f"SELECT min({column}) AS lo, max({column}) AS hi, count(*) AS n FROM {table}"
                           + filters).to_pylist()[0]
         return (None if row["lo"] is None else int(row["lo"]), None if row["hi"] is None else int(row["hi"]),
                 int(row["n"]))
 
-    def read_range(self, info: TableInfo, key: str, request: BackfillRequest, key_range: KeyRange) -> Iterator[pa.RecordBatch]:
+    def _key_table(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
+                   sample_fraction: float | None = None) -> pa.Table:
+        columns = ", ".join(self._select(info.schema.field(k)) for k in keys)
+        from_extra, where_extra = self._sample_clause(sample_fraction) if sample_fraction else ("", "")
+        return self._query(f"SELECT {columns} FROM {self._table(info)}{from_extra}"
+                           + self._where(info, keys, request, None, where_extra))
+
+    def sample_keys(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
+                    range_size: int) -> tuple[list[tuple[Any, ...]], int]:
+        """Key tuples to cut ranges at: every key of a small table (or of a filtered request), else a
+        sample of about ``SAMPLE_PER_RANGE`` keys per range (PostgreSQL: ``TABLESAMPLE SYSTEM``;
+        MariaDB: ``RAND()``).
+
+        Returns:
+            The sampled keys (in no order), and the row count (exact when every key was read, else
+            the database's estimate).
+        """
+        estimate = None
+        if not request.where and request.mode is Mode.FULL:
+            value = self._query(self._estimate_sql(info)).to_pylist()[0]["n"]
+            estimate = int(value) if value is not None and int(value) > 0 else None
+        wanted = SAMPLE_PER_RANGE * range_count(estimate or 0, range_size)
+        if estimate is None or estimate <= max(SAMPLE_ALL_ROWS, wanted):
+            table = self._key_table(info, keys, request)
+            return _key_tuples(table, keys), table.num_rows
+        table = self._key_table(info, keys, request, min(1.0, wanted / estimate))
+        return _key_tuples(table, keys), estimate
+
+    def duplicate_key(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest) -> tuple[Any, ...] | None:
+        """A key value that more than one selected row holds, or a NULL key; None when unique.
+        One aggregate over the selected rows."""
+        columns = ", ".join(self._ident(k) for k in keys)
+        nulls = " OR ".join(f"{self._ident(k)} IS NULL" for k in keys)
+        found = self._query(f"SELECT {columns} FROM {self._table(info)}" + self._where(info, keys, request, None, f"({nulls})")
+                            + " LIMIT 1")
+        if found.num_rows:
+            return tuple(found.to_pylist()[0].values())
+        found = self._query(f"SELECT {columns} FROM {self._table(info)}" + self._where(info, keys, request, None)
+                            + f" GROUP BY {columns} HAVING count(*) > 1 LIMIT 1")
+        return tuple(found.to_pylist()[0].values()) if found.num_rows else None
+
+    def read_range(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
+                   key_range: KeyRange) -> Iterator[pa.RecordBatch]:
         """The range's rows, streamed batch by batch in the table's exact Arrow schema (one query,
         never the whole range in memory at once)."""
         columns = ", ".join(self._select(f) for f in info.schema)
-        for batch in self._stream(f"SELECT {columns} FROM {info.name}" + _filters(key, request, key_range)):
+        for batch in self._stream(f"SELECT {columns} FROM {self._table(info)}"
+                                  + self._where(info, keys, request, key_range)):
             yield _cast(batch, info.schema)
+
+
+def _key_tuples(table: pa.Table, keys: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """The rows of a table of key columns as tuples of JSON-form values (what bounds hold)."""
+    columns = [table.column(k).to_pylist() for k in keys]
+    return [tuple(json_value(v) for v in row) for row in zip(*columns)]
 
 
 class PostgresSource(_SqlSource):
     """A PostgreSQL table, read through ADBC (binary COPY straight into Arrow)."""
 
     scheme = "postgresql"
+    dialect = "postgres"
 
     BATCH_BYTES = 4 << 20
     """ADBC's batch size hint: what a range's read decodes at once. A quarter of ADBC's default: its
@@ -197,7 +329,21 @@ class PostgresSource(_SqlSource):
             return self._base.adbc_clone()
 
     def _estimate_sql(self, info: TableInfo) -> str:
-        return f"SELECT reltuples::bigint AS n FROM pg_class WHERE oid = {_sql_literal(info.name)}::regclass"
+        return f"SELECT reltuples::bigint AS n FROM pg_class WHERE oid = {self._literal(self._table(info))}::regclass"
+
+    def _sample_clause(self, fraction: float) -> tuple[str, str]:
+        # Whole pages at random (no scan of the table); REPEATABLE: the same table gives the same plan.
+        return f" TABLESAMPLE SYSTEM ({fraction * 100:.6f}) REPEATABLE (42)", ""
+
+    def _unique_keys_sql(self, schema_name: str, table: str) -> str:
+        return ("SELECT ic.relname AS index_name, i.indisprimary AS is_primary, k.ord AS position, "
+                "a.attname AS column_name, a.attnotnull AS not_null "
+                "FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_class ic ON ic.oid = i.indexrelid "
+                "CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) "
+                "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+                "WHERE i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL "
+                f"AND c.relname = {self._literal(table)} AND n.nspname = {self._literal(schema_name or 'public')}")
 
     def _query(self, sql: str) -> pa.Table:
         with self._connect() as conn, conn.cursor() as cur:
@@ -216,7 +362,7 @@ class PostgresSource(_SqlSource):
                 "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
-                f"WHERE c.relname = {_sql_literal(table)} AND n.nspname = {_sql_literal(schema_name or 'public')} "
+                f"WHERE c.relname = {self._literal(table)} AND n.nspname = {self._literal(schema_name or 'public')} "
                 "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")
 
     def _select(self, column: pa.Field) -> str:
@@ -224,13 +370,15 @@ class PostgresSource(_SqlSource):
         # on the client (~0.5 us a value, the costliest column of a read), while PostgreSQL's own
         # numeric output is several times cheaper. Either way Arrow casts the exact text to the
         # column's decimal type (an error, never a rounding, if a value does not fit).
-        return f"{column.name}::text AS {column.name}" if pa.types.is_decimal(column.type) else column.name
+        name = self._ident(column.name)
+        return f"{name}::text AS {name}" if pa.types.is_decimal(column.type) else name
 
 
 class MariaDbSource(_SqlSource):
     """A MariaDB/MySQL table, read through ConnectorX (its binary protocol, decoded in Rust)."""
 
     scheme = "mysql"
+    dialect = "mysql"
 
     BATCH_ROWS = 65_536
     """Rows per batch of ConnectorX's Arrow stream: a range is never held whole."""
@@ -249,14 +397,40 @@ class MariaDbSource(_SqlSource):
     def _estimate_sql(self, info: TableInfo) -> str:
         schema_name, _, name = info.name.rpartition(".")
         return ("SELECT TABLE_ROWS AS n FROM information_schema.TABLES "
-                f"WHERE TABLE_SCHEMA = {_sql_literal(schema_name or self.location.database)} "
-                f"AND TABLE_NAME = {_sql_literal(name)}")
+                f"WHERE TABLE_SCHEMA = {self._literal(schema_name or self.location.database)} "
+                f"AND TABLE_NAME = {self._literal(name)}")
+
+    def _sample_clause(self, fraction: float) -> tuple[str, str]:
+        return "", f"RAND(42) < {fraction:.9f}"  # MariaDB has no TABLESAMPLE: one scan, keys only
+
+    def _unique_keys_sql(self, schema_name: str, table: str) -> str:
+        return ("SELECT INDEX_NAME AS index_name, INDEX_NAME = 'PRIMARY' AS is_primary, SEQ_IN_INDEX AS position, "
+                "COLUMN_NAME AS column_name, NULLABLE <> 'YES' AS not_null FROM information_schema.STATISTICS "
+                f"WHERE TABLE_SCHEMA = {self._literal(schema_name or self.location.database)} "
+                f"AND TABLE_NAME = {self._literal(table)} AND NON_UNIQUE = 0 AND SUB_PART IS NULL")
 
     def _columns_sql(self, schema_name: str, table: str) -> str:
         return ("SELECT COLUMN_NAME AS name, COLUMN_TYPE AS type, COLUMN_KEY = 'PRI' AS is_key "
                 "FROM information_schema.COLUMNS "
-                f"WHERE TABLE_SCHEMA = {_sql_literal(schema_name or self.location.database)} "
-                f"AND TABLE_NAME = {_sql_literal(table)} ORDER BY ORDINAL_POSITION")
+                f"WHERE TABLE_SCHEMA = {self._literal(schema_name or self.location.database)} "
+                f"AND TABLE_NAME = {self._literal(table)} ORDER BY ORDINAL_POSITION")
+
+
+def iceberg_filter(keys: tuple[str, ...], key_range: KeyRange):
+    """``lo <= key < hi`` as a pyiceberg row filter (lexicographic for a composite key); pyiceberg
+    binds each bound's JSON form (text for dates, uuids, decimals...) to the field's type."""
+    from pyiceberg.expressions import (AlwaysTrue, And, EqualTo, GreaterThan, GreaterThanOrEqual, LessThan,
+                                       LessThanOrEqual, Or)
+
+    ops = {">": GreaterThan, ">=": GreaterThanOrEqual, "<": LessThan, "<=": LessThanOrEqual}
+
+    def all_of(items: list[Any]) -> Any:
+        return items[0] if len(items) == 1 else And(*items)
+
+    def any_of(items: list[Any]) -> Any:
+        return items[0] if len(items) == 1 else Or(*items)
+
+    return range_condition(keys, key_range, lambda c, op, v: ops[op](c, v), EqualTo, all_of, any_of, AlwaysTrue)
 
 
 class IcebergSource:
@@ -269,6 +443,8 @@ class IcebergSource:
         self.name = f"iceberg://{catalog_properties.get('uri', catalog_name)}"
 
     def describe(self, table: str) -> TableInfo:
+        """The table's columns, and its identifier fields as its key (Iceberg does not enforce
+        them: the engine checks they are unique)."""
         from pyiceberg.exceptions import NoSuchTableError
 
         try:
@@ -277,24 +453,47 @@ class IcebergSource:
             raise PlanError(f"table {table} does not exist in {self.name}") from None
         schema = iceberg_table.schema()
         keys = [schema.find_field(i).name for i in schema.identifier_field_ids]
-        return TableInfo(table, schema.as_arrow(), keys)
+        return TableInfo(table, schema.as_arrow(), keys, keys_enforced=False)
+
+    def _no_filters(self, request: BackfillRequest) -> None:
+        if request.where or request.mode is Mode.INCREMENTAL:
+            raise PlanError("an Iceberg source takes no SQL filter or incremental cursor (yet)")
+
+    def _keys(self, info: TableInfo, keys: tuple[str, ...]) -> pa.Table:
+        return self.catalog.load_table(info.name).scan(selected_fields=keys).to_arrow()
 
     def key_bounds(self, info: TableInfo, key: str, request: BackfillRequest,
                    exact_count: bool = True) -> tuple[int | None, int | None, int]:
         import pyarrow.compute as pc
 
-        if request.where or request.mode is Mode.INCREMENTAL:
-            raise PlanError("an Iceberg source takes no SQL filter or incremental cursor (yet)")
-        keys = self.catalog.load_table(info.name).scan(selected_fields=(key,)).to_arrow()[key]
+        self._no_filters(request)
+        keys = self._keys(info, (key,))[key]
         if len(keys) == 0:
             return None, None, 0
         bounds = pc.min_max(keys).as_py()
         return bounds["min"], bounds["max"], len(keys)
 
-    def read_range(self, info: TableInfo, key: str, request: BackfillRequest, key_range: KeyRange) -> Iterator[pa.RecordBatch]:
-        from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+    def sample_keys(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
+                    range_size: int) -> tuple[list[tuple[Any, ...]], int]:
+        """Every key (an Iceberg scan of the key columns reads only their column chunks)."""
+        self._no_filters(request)
+        table = self._keys(info, keys)
+        return _key_tuples(table, keys), table.num_rows
 
-        scan = self.catalog.load_table(info.name).scan(
-            row_filter=And(GreaterThanOrEqual(key, key_range.lo), LessThan(key, key_range.hi)))
+    def duplicate_key(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest) -> tuple[Any, ...] | None:
+        import pyarrow.compute as pc
+
+        self._no_filters(request)
+        table = self._keys(info, keys)
+        for k in keys:
+            if table.column(k).null_count:
+                return tuple(table.filter(pc.is_null(table.column(k))).slice(0, 1).to_pylist()[0].values())
+        counts = table.group_by(list(keys)).aggregate([([], "count_all")])
+        repeated = counts.filter(pc.greater(counts["count_all"], 1))
+        return tuple(repeated.select(list(keys)).slice(0, 1).to_pylist()[0].values()) if repeated.num_rows else None
+
+    def read_range(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
+                   key_range: KeyRange) -> Iterator[pa.RecordBatch]:
+        scan = self.catalog.load_table(info.name).scan(row_filter=iceberg_filter(keys, key_range))
         for batch in scan.to_arrow_batch_reader():
             yield _cast(batch, info.schema)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import json
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -17,10 +18,20 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from airflow_mesh.backfill.errors import TargetSchemaError
-from airflow_mesh.backfill.plan import KeyRange
-from airflow_mesh.backfill.sources import DatabaseLocation, PostgresSource
+from airflow_mesh.backfill import names
+from airflow_mesh.backfill.errors import PlanError, TargetSchemaError
+from airflow_mesh.backfill.keys import KeyRange, merged, range_condition
+from airflow_mesh.backfill.sources import DatabaseLocation, PostgresSource, iceberg_filter
+from airflow_mesh.backfill.sqltext import identifier, range_predicate, table_name
 from airflow_mesh.backfill.types import elasticsearch_mapping, postgres_ddl_type
+
+
+Keys = tuple[str, ...]
+
+
+def key_tuple(key: str | Keys) -> Keys:
+    """A target's key columns: one name, or several."""
+    return (key,) if isinstance(key, str) else tuple(key)
 
 
 class Target(Protocol):
@@ -28,7 +39,10 @@ class Target(Protocol):
 
     name: str
 
-    def prepare(self, schema: pa.Schema, key: str) -> None: ...
+    def prepare(self, schema: pa.Schema, key: str | Keys) -> None:
+        """Create the target for rows of ``schema`` keyed by ``key`` (one column or several), or
+        check that it exists with a schema they can be written into."""
+        ...
 
     def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
         """Replace the range with ``data`` (``upsert``: only overwrite the rows of ``data``, by key)."""
@@ -117,26 +131,28 @@ class IcebergTarget:
     def __init__(self, catalog_properties: dict[str, str], table: str, catalog_name: str = "default") -> None:
         from pyiceberg.catalog import load_catalog
 
+        self.identifier = names.iceberg_table(table)
         self.catalog = load_catalog(catalog_name, **catalog_properties)
-        self.identifier = table
         self.name = f"iceberg://{catalog_properties.get('uri', catalog_name)}/{table}"
-        self.key: str | None = None
+        self.keys: Keys = ()
         self.schema: pa.Schema | None = None
 
-    def prepare(self, schema: pa.Schema, key: str) -> None:
+    def prepare(self, schema: pa.Schema, key: str | Keys) -> None:
         from pyiceberg.exceptions import NoSuchTableError
 
-        self.key, self.schema = key, schema
+        self.keys, self.schema = key_tuple(key), schema
         namespace = self.identifier.rpartition(".")[0]
         if namespace:
             self.catalog.create_namespace_if_not_exists(namespace)
         try:
             existing = self.catalog.load_table(self.identifier).schema().as_arrow()
         except NoSuchTableError:
-            key_field = schema.field(key).with_nullable(False)
-            table = self.catalog.create_table(self.identifier, schema=schema.set(schema.get_field_index(key), key_field))
+            required = schema
+            for k in self.keys:
+                required = required.set(required.get_field_index(k), required.field(k).with_nullable(False))
+            table = self.catalog.create_table(self.identifier, schema=required)
             with table.update_schema() as update:
-                update.set_identifier_fields(key)
+                update.set_identifier_fields(*self.keys)
             return
         problems = _schema_problems(schema, existing)
         if problems:
@@ -144,21 +160,13 @@ class IcebergTarget:
                                     + "; ".join(problems))
 
     def _range_filter(self, key_range: KeyRange):
-        from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
-
-        return And(GreaterThanOrEqual(self.key, key_range.lo), LessThan(self.key, key_range.hi))
+        return iceberg_filter(self.keys, key_range)
 
     def _ranges_filter(self, key_ranges: list[KeyRange]):
         """One filter for several ranges, adjacent ones merged (one delete scans the manifests once)."""
         from pyiceberg.expressions import Or
 
-        spans: list[KeyRange] = []
-        for key_range in sorted(key_ranges):
-            if spans and spans[-1].hi >= key_range.lo:
-                spans[-1] = KeyRange(spans[-1].lo, max(spans[-1].hi, key_range.hi))
-            else:
-                spans.append(key_range)
-        filters = [self._range_filter(span) for span in spans]
+        filters = [self._range_filter(span) for span in merged(key_ranges)]
         return filters[0] if len(filters) == 1 else Or(*filters)
 
     def stage_range(self, key_range: KeyRange, data: pa.Table | Iterable[pa.RecordBatch]) -> str:
@@ -205,7 +213,7 @@ class IcebergTarget:
     def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
         if upsert:
             table = self.catalog.load_table(self.identifier)
-            table.upsert(data.cast(table.schema().as_arrow()), join_cols=[self.key])
+            table.upsert(data.cast(table.schema().as_arrow()), join_cols=list(self.keys))
         else:
             self.commit([(key_range, self.stage_range(key_range, data))])
 
@@ -238,7 +246,7 @@ class IcebergTarget:
     def range_files(self, key_ranges: list[KeyRange]) -> dict[str, frozenset[tuple[str, frozenset[str]]]]:
         """``range id -> files`` a scan of each range reads in the table's current snapshot (metadata only)."""
         table = self.catalog.load_table(self.identifier)
-        return {r.id: self._files(table.scan(row_filter=self._range_filter(r), selected_fields=(self.key,)))
+        return {r.id: self._files(table.scan(row_filter=self._range_filter(r), selected_fields=self.keys))
                 for r in key_ranges}
 
 
@@ -247,9 +255,9 @@ class PostgresTarget:
 
     def __init__(self, location: DatabaseLocation, table: str) -> None:
         self.location = location
-        self.table = table
+        self.table = names.postgres_table(table)
         self.name = f"postgresql://{location.host}:{location.port}/{location.database}/{table}"
-        self.key: str | None = None
+        self.keys: Keys = ()
         self.schema: pa.Schema | None = None
 
     def _connect(self):
@@ -257,16 +265,25 @@ class PostgresTarget:
 
         return adbc_driver_postgresql.dbapi.connect(self.location.uri("postgresql"))
 
-    def prepare(self, schema: pa.Schema, key: str) -> None:
-        from airflow_mesh.backfill.errors import PlanError
+    @property
+    def _quoted(self) -> str:
+        return table_name(self.table, "postgres")
 
-        self.key, self.schema = key, schema
+    def _columns(self, columns: list[str] | tuple[str, ...]) -> str:
+        return ", ".join(identifier(c, "postgres") for c in columns)
+
+    def _where(self, key_range: KeyRange) -> str:
+        predicate = range_predicate([(k, self.schema.field(k).type) for k in self.keys], key_range, "postgres")
+        return f" WHERE {predicate}" if predicate else ""
+
+    def prepare(self, schema: pa.Schema, key: str | Keys) -> None:
+        self.keys, self.schema = key_tuple(key), schema
         try:
             existing = PostgresSource(self.location).describe(self.table).schema
         except PlanError:
-            columns = ", ".join(f"{f.name} {postgres_ddl_type(f)}" for f in schema)
+            columns = ", ".join(f"{identifier(f.name, 'postgres')} {postgres_ddl_type(f)}" for f in schema)
             with self._connect() as conn, conn.cursor() as cur:
-                cur.execute(f"CREATE TABLE {self.table} ({columns}, PRIMARY KEY ({key}))")
+                cur.execute(f"CREATE TABLE {self._quoted} ({columns}, PRIMARY KEY ({self._columns(self.keys)}))")
                 conn.commit()
             return
         problems = _schema_problems(schema, existing)
@@ -275,21 +292,26 @@ class PostgresTarget:
                                     + "; ".join(problems))
 
     def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
+        """Replace the range (or, with ``upsert``, the rows of ``data`` by key: their keys are loaded
+        into a temporary table, and the rows they match deleted) with ``data``, in one transaction."""
         schema_name, _, name = self.table.rpartition(".")
         with self._connect() as conn, conn.cursor() as cur:
             if upsert:
-                keys = ",".join(str(int(k)) for k in data.column(self.key).to_pylist()) or "NULL"
-                cur.execute(f"DELETE FROM {self.table} WHERE {self.key} IN ({keys})")
+                if data.num_rows:
+                    staged = f"airflow_mesh_keys_{uuid.uuid4().hex[:12]}"
+                    cur.adbc_ingest(staged, data.select(list(self.keys)), mode="create", temporary=True)
+                    matches = " AND ".join(f"t.{identifier(k, 'postgres')} = s.{identifier(k, 'postgres')}" for k in self.keys)
+                    cur.execute(f"DELETE FROM {self._quoted} AS t USING {identifier(staged, 'postgres')} AS s WHERE {matches}")
+                    cur.execute(f"DROP TABLE {identifier(staged, 'postgres')}")
             else:
-                cur.execute(f"DELETE FROM {self.table} WHERE {self.key} >= {key_range.lo} AND {self.key} < {key_range.hi}")
+                cur.execute(f"DELETE FROM {self._quoted}" + self._where(key_range))
             if data.num_rows:
                 cur.adbc_ingest(name, data, mode="append", db_schema_name=schema_name or None)
             conn.commit()
 
     def read_range(self, key_range: KeyRange) -> pa.Table:
         with self._connect() as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT {', '.join(self.schema.names)} FROM {self.table} "
-                        f"WHERE {self.key} >= {key_range.lo} AND {self.key} < {key_range.hi}")
+            cur.execute(f"SELECT {self._columns(self.schema.names)} FROM {self._quoted}" + self._where(key_range))
             return cur.fetch_arrow_table().cast(self.schema)
 
 
@@ -328,22 +350,35 @@ def _from_documents(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 
 
 class ElasticsearchTarget:
-    """An Elasticsearch index: one document per row, its ``_id`` the row's key.
+    """An Elasticsearch index: one document per row, its ``_id`` the row's key (a composite key's
+    values as a JSON array).
 
     Writing a range indexes its rows by id and deletes the range's documents that are no longer in
-    the source, so a redone range ends exactly as the source.
+    the source, so a redone range ends exactly as the source. Key fields are mapped as ``keyword``
+    (text) or their numeric or date type, which Elasticsearch orders as the source does.
     """
 
     def __init__(self, client: Any, index: str) -> None:
         self.client = client
-        self.index = index
+        self.index = names.elasticsearch_index(index)
         self.name = f"elasticsearch://{index}"
-        self.key: str | None = None
+        self.keys: Keys = ()
         self.schema: pa.Schema | None = None
 
-    def prepare(self, schema: pa.Schema, key: str) -> None:
-        self.key, self.schema = key, schema
+    def _mapping(self, schema: pa.Schema) -> dict[str, dict[str, Any]]:
         wanted = {f.name: elasticsearch_mapping(f) for f in schema}
+        for k in self.keys:
+            t = schema.field(k).type
+            if pa.types.is_decimal(t):
+                raise PlanError(f"Elasticsearch index {self.index}: key column {k!r} is a decimal, which Elasticsearch "
+                                "holds as text and cannot order as a number; name another key with `key` (--key)")
+            if pa.types.is_string(t) or pa.types.is_large_string(t):
+                wanted[k] = {"type": "keyword"}  # ranges and sorting need the exact term, whatever its length
+        return wanted
+
+    def prepare(self, schema: pa.Schema, key: str | Keys) -> None:
+        self.keys, self.schema = key_tuple(key), schema
+        wanted = self._mapping(schema)
         if not self.client.indices.exists(index=self.index):
             self.client.indices.create(index=self.index, mappings={"dynamic": "strict", "properties": wanted})
             return
@@ -355,14 +390,25 @@ class ElasticsearchTarget:
                                     + "; ".join(problems))
 
     def _range_query(self, key_range: KeyRange) -> dict[str, Any]:
-        return {"range": {self.key: {"gte": key_range.lo, "lt": key_range.hi}}}
+        ops = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
+        return range_condition(
+            self.keys, key_range,
+            compare=lambda c, op, v: {"range": {c: {ops[op]: v}}},
+            equal=lambda c, v: {"term": {c: v}},
+            all_of=lambda items: items[0] if len(items) == 1 else {"bool": {"filter": items}},
+            any_of=lambda items: {"bool": {"should": items, "minimum_should_match": 1}},
+            always=lambda: {"match_all": {}})
+
+    def _id(self, values: tuple[Any, ...]) -> str:
+        return str(values[0]) if len(values) == 1 else json.dumps(list(values), separators=(",", ":"))
 
     def _documents_in(self, key_range: KeyRange, fields: list[str] | bool) -> list[dict[str, Any]]:
         """Every document of a range, paged by key with search_after."""
         found, after = [], None
         while True:
             page = self.client.search(index=self.index, query=self._range_query(key_range), size=5000,
-                                      sort=[{self.key: "asc"}], source=fields, search_after=after)["hits"]["hits"]
+                                      sort=[{k: "asc"} for k in self.keys], source=fields,
+                                      search_after=after)["hits"]["hits"]
             found += page
             if len(page) < 5000:
                 return found
@@ -371,16 +417,17 @@ class ElasticsearchTarget:
     def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
         from elasticsearch import helpers
 
+        documents = _documents(data)
+        ids = [self._id(tuple(doc[k] for k in self.keys)) for doc in documents]
         stale: list[str] = []
         if not upsert:
             self.client.indices.refresh(index=self.index)
-            keep = {str(k) for k in data.column(self.key).to_pylist()}
+            keep = set(ids)
             stale = [hit["_id"] for hit in self._documents_in(key_range, False) if hit["_id"] not in keep]
         actions = [{"_op_type": "delete", "_index": self.index, "_id": doc_id} for doc_id in stale]
-        actions += [{"_index": self.index, "_id": str(doc[self.key]), "_source": doc} for doc in _documents(data)]
+        actions += [{"_index": self.index, "_id": doc_id, "_source": doc} for doc_id, doc in zip(ids, documents)]
         helpers.bulk(self.client.options(request_timeout=120), actions, chunk_size=5000)
 
     def read_range(self, key_range: KeyRange) -> pa.Table:
         self.client.indices.refresh(index=self.index)
         return _from_documents([hit["_source"] for hit in self._documents_in(key_range, True)], self.schema)
-

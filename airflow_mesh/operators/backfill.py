@@ -178,8 +178,7 @@ class BackfillRangeOperator(_BackfillOperator):
         source, target = self.endpoints()
         the_plan = engine.describe(source, target, request)
         target.prepare(the_plan.info.schema, the_plan.key)
-        return [self._move(source, target, the_plan, request, KeyRange(int(r["lo"]), int(r["hi"])))
-                for r in self.key_ranges]
+        return [self._move(source, target, the_plan, request, KeyRange.from_dict(r)) for r in self.key_ranges]
 
     def _move(self, source, target, the_plan, request: BackfillRequest, key_range: KeyRange) -> dict[str, Any]:
         """Stage (Iceberg, full copy: streamed batch by batch into a file) or write one range."""
@@ -218,8 +217,8 @@ class CommitBackfillOperator(_BackfillOperator):
         request = self.request()
         the_plan = engine.describe(source, target, request)
         target.prepare(the_plan.info.schema, the_plan.key)
-        ranges = [KeyRange(r["lo"], r["hi"]) for r in results]
-        staged = [(KeyRange(r["lo"], r["hi"]), r["staged_file"]) for r in results if r.get("staged_file")]
+        ranges = [KeyRange.from_dict(r) for r in results]
+        staged = [(KeyRange.from_dict(r), r["staged_file"]) for r in results if r.get("staged_file")]
         if staged:
             target.commit(staged)
             self.log.info("Committed %d staged data files in one Iceberg commit", len(staged))
@@ -227,6 +226,6 @@ class CommitBackfillOperator(_BackfillOperator):
             if request.mode is Mode.INCREMENTAL:
                 expected = engine.source_checksums(source, the_plan, request, ranges)
             else:
-                expected = {KeyRange(r["lo"], r["hi"]).id: (r["rows"], int(r["checksum"])) for r in results}
+                expected = {KeyRange.from_dict(r).id: (r["rows"], int(r["checksum"])) for r in results}
             engine.verify_target(target, ranges, expected, request.parallelism)
         return {"rows": sum(r["rows"] for r in results), "ranges": len(results), "verified": self.verify}

@@ -155,7 +155,7 @@ def test_bad_input_fails_before_writing(pg_table, postgres_conninfo, tmp_path):
         conn.execute(f"CREATE TABLE {name}_numeric (id bigint PRIMARY KEY, x numeric)")
         conn.execute(f"CREATE TABLE {name}_copy (id bigint PRIMARY KEY, amount text)")  # incompatible target
     try:
-        with pytest.raises(PlanError, match="has no primary key; name an integer key column"):
+        with pytest.raises(PlanError, match="has no primary key or unique key; name the column"):
             engine.run(source, target, BackfillRequest(table=f"{pg_table}_nokey"), checkpoints)
         with pytest.raises(TypeMappingError, match="column 'x': numeric has no precision"):
             engine.run(source, target, BackfillRequest(table=f"{pg_table}_numeric"), checkpoints)

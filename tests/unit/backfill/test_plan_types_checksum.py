@@ -87,12 +87,14 @@ def test_checksum_sees_a_changed_value_and_a_missing_row():
 
 
 def test_request_validation():
-    with pytest.raises(ValidationError, match="not a plain SQL identifier"):
+    with pytest.raises(ValidationError, match="is not a table name"):
         BackfillRequest(table="orders; drop table x")
     with pytest.raises(ValidationError, match="needs a cursor_column"):
         BackfillRequest(table="orders", mode="incremental")
-    with pytest.raises(ValidationError, match="without ';'"):
+    with pytest.raises(ValidationError, match="holds 2 statements"):
         BackfillRequest(table="orders", where="1=1; delete from orders")
+    with pytest.raises(ValidationError, match="is not an SQL expression"):
+        BackfillRequest(table="orders", where="id < 10) OR (true")
     a = BackfillRequest(table="orders", parallelism=1)
     assert job_id("s", "t", a) == job_id("s", "t", BackfillRequest(table="orders", parallelism=8))
     assert job_id("s", "t", a) != job_id("s", "t2", a)
