@@ -82,3 +82,8 @@ class CheckpointStore:
         with self._connect() as db:
             db.execute("DELETE FROM done_ranges WHERE job = ?", (job,))
             db.execute("DELETE FROM plans WHERE job = ?", (job,))
+
+    def forget_watermark(self, stream: str) -> None:
+        """Drop an incremental stream's high-water mark (its next run copies everything)."""
+        with self._connect() as db:
+            db.execute("DELETE FROM watermarks WHERE stream = ?", (stream,))

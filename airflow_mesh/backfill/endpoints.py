@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from airflow_mesh.backfill import names
 from airflow_mesh.backfill.errors import PlanError
+from airflow_mesh.backfill.explain import at
 from airflow_mesh.backfill.sources import DatabaseLocation, IcebergSource, MariaDbSource, PostgresSource, Source
 from airflow_mesh.backfill.kafka_target import VALUE_FORMATS, KafkaTarget
 from airflow_mesh.backfill.targets import ElasticsearchTarget, IcebergTarget, PostgresTarget, Target
@@ -71,18 +74,31 @@ class ConnectionFields:
         return catalog
 
 
+def _local_catalog_folders(catalog: dict[str, str]) -> None:
+    """Create the folder of an embedded SQLite catalog (and of a local warehouse) when missing, as a
+    fresh local setup expects; a server catalog is left alone."""
+    uri, warehouse = str(catalog.get("uri", "")), str(catalog.get("warehouse", ""))
+    if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if warehouse.startswith("file://"):
+        Path(urlsplit(warehouse).path).mkdir(parents=True, exist_ok=True)
+
+
 def make_source(conn: ConnectionFields) -> Source:
     """The source for a connection.
 
     Raises:
         PlanError: the connection's type cannot be a source.
+        SourceError: the source cannot be opened (e.g. an Iceberg catalog that does not answer).
     """
     if conn.conn_type == "postgres":
         return PostgresSource(conn.location())
     if conn.conn_type == "mysql":
         return MariaDbSource(conn.location())
     if conn.conn_type == "iceberg":
-        return IcebergSource(conn.iceberg_catalog())
+        catalog = conn.iceberg_catalog()
+        with at("source", f"iceberg://{catalog.get('uri', '')}", "opening the catalog"):
+            return IcebergSource(catalog)
     raise PlanError(f"a {conn.conn_type!r} connection cannot be a backfill source (one of {', '.join(SOURCE_KINDS)})")
 
 
@@ -173,7 +189,11 @@ def make_target(conn: ConnectionFields, name: str, value_format: str | None = No
     if conn.conn_type == "postgres":
         return PostgresTarget(conn.location(), name)
     if conn.conn_type == "iceberg":
-        return IcebergTarget(conn.iceberg_catalog(), name)
+        catalog = conn.iceberg_catalog()
+        names.iceberg_table(name)  # before anything is created
+        _local_catalog_folders(catalog)
+        with at("target", f"iceberg://{catalog.get('uri', '')}", "opening the catalog"):
+            return IcebergTarget(catalog, name)
     if conn.conn_type == "elasticsearch":
         from elasticsearch import Elasticsearch
 

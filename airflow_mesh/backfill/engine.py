@@ -8,19 +8,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from airflow_mesh.backfill.checkpoint import CheckpointStore
 from airflow_mesh.backfill.checksum import batches_checksum, combine, table_checksum
-from airflow_mesh.backfill.errors import PlanError, VerificationError
+from airflow_mesh.backfill.errors import PlanError, StaleCheckpointError, VerificationError
+from airflow_mesh.backfill.explain import at, reading
 from airflow_mesh.backfill.keys import KeyRange, extend_ranges, plan_ranges, ranges_from_sample
 from airflow_mesh.backfill.plan import BackfillRequest, Mode, job_id
 from airflow_mesh.backfill.sources import Source, TableInfo
 from airflow_mesh.backfill.targets import StagingTarget, Target
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -56,31 +58,55 @@ class Summary:
     dry_run: bool = False
     cursor_after: str | None = None
     cursor_max: str | None = None
+    restarted: bool = False
 
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+    def to_dict(self, details: bool = True) -> dict:
+        """The summary as JSON; ``details=False`` leaves out the per-range checksums."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if details or k != "checksums"}
 
 
 class Progress:
-    """Rows done, rows/s and ETA; ``on_update`` receives ``(rows_done, rows_total)``."""
+    """Rows moved, rows/s and ETA, counted batch by batch as rows stream; ``on_update`` receives
+    ``(rows_done, rows_total)``. The total is the plan's count (or the database's estimate), raised
+    to what was moved if the estimate was low. Rows resumed from checkpoints count as done, but not
+    in the rate."""
 
     def __init__(self, total: int, on_update: Callable[[int, int], None] | None = None,
-                 log_every: float = 10.0) -> None:
-        self.total, self.done, self.started = total, 0, time.monotonic()
-        self.on_update, self.log_every, self._last_log = on_update, log_every, 0.0
+                 log_every: float = 10.0, what: str = "rows") -> None:
+        self.total, self.done, self.started, self.resumed = total, 0, time.monotonic(), 0
+        self.on_update, self.log_every, self._last_log, self.what = on_update, log_every, time.monotonic(), what
         self._lock = threading.Lock()
+
+    def resume(self, rows: int) -> None:
+        """Count rows done by an earlier run."""
+        with self._lock:
+            self.resumed += rows
+            self.done += rows
+            self.total = max(self.total, self.done)
+        if self.on_update:
+            self.on_update(self.done, self.total)
 
     def add(self, rows: int) -> None:
         with self._lock:
             self.done += rows
+            self.total = max(self.total, self.done)
+            done, total = self.done, self.total
             now = time.monotonic()
-            if self.on_update:
-                self.on_update(self.done, self.total)
-            if now - self._last_log >= self.log_every or self.done >= self.total:
+            due = now - self._last_log >= self.log_every
+            if due:
                 self._last_log = now
-                rate = self.done / max(now - self.started, 1e-9)
-                eta = (self.total - self.done) / rate if rate else float("inf")
-                log.info("backfill: %d/%d rows (%.0f rows/s, ETA %.0fs)", self.done, self.total, rate, eta)
+        if self.on_update:
+            self.on_update(done, total)
+        if due:
+            self.log_line()
+
+    def log_line(self) -> None:
+        """``n of total rows (rate, ETA)`` in the log (Airflow's task log, for one)."""
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = (self.done - self.resumed) / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        log.info("backfill: %s of %s %s (%.0f %s/s, ETA %s)", f"{self.done:,}", f"{self.total:,}", self.what,
+                 rate, self.what, "unknown" if eta == float("inf") else f"{eta:.0f}s")
 
 
 def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: CheckpointStore | None = None) -> Plan:
@@ -108,6 +134,13 @@ def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: 
     """
     described = describe(source, target, request)
     job, info, keys = described.job, described.info, described.keys
+    doing = f"planning the ranges of {info.name}" + (" (check the filter)" if request.where else "")
+    with at("source", source.name, doing):
+        return _plan(source, request, checkpoints, job, info, keys)
+
+
+def _plan(source: Source, request: BackfillRequest, checkpoints: CheckpointStore | None, job: str, info: TableInfo,
+          keys: tuple[str, ...]) -> Plan:
     if not info.known_unique(keys):
         duplicate = source.duplicate_key(info, keys, request)
         if duplicate is not None:
@@ -140,18 +173,32 @@ def describe(source: Source, target: Target, request: BackfillRequest) -> Plan:
     Raises:
         PlanError: no such table, no usable key, a type without an exact mapping.
     """
-    info = source.describe(request.table)
+    with at("source", source.name, f"reading the description of {request.table}"):
+        info = source.describe(request.table)
     return Plan(job_id(source.name, target.name, request), info, info.key_columns(request.key), 0, [])
 
 
-def read_range(source: Source, the_plan: Plan, request: BackfillRequest, key_range: KeyRange) -> pa.Table:
+def stream_range(source: Source, the_plan: Plan, request: BackfillRequest, key_range: KeyRange,
+                 on_rows: Callable[[int], None] | None = None) -> Iterator[pa.RecordBatch]:
+    """One range of the source, batch by batch (its failures as ``SourceError``); ``on_rows`` is
+    told each batch's row count as it passes."""
+    for batch in reading(source, source.read_range(the_plan.info, the_plan.keys, request, key_range),
+                         f"reading range {key_range.label}"):
+        if on_rows is not None:
+            on_rows(batch.num_rows)
+        yield batch
+
+
+def read_range(source: Source, the_plan: Plan, request: BackfillRequest, key_range: KeyRange,
+               on_rows: Callable[[int], None] | None = None) -> pa.Table:
     """One range of the source as a table in the plan's schema."""
-    batches = list(source.read_range(the_plan.info, the_plan.keys, request, key_range))
+    batches = list(stream_range(source, the_plan, request, key_range, on_rows))
     return pa.Table.from_batches(batches, schema=the_plan.info.schema)
 
 
 def run(source: Source, target: Target, request: BackfillRequest, checkpoints: CheckpointStore,
-        on_progress: Callable[[int, int], None] | None = None, verify: bool = True) -> Summary:
+        on_progress: Callable[[int, int], None] | None = None, verify: bool = True, restart: bool = False,
+        on_verify: Callable[[int, int], None] | None = None) -> Summary:
     """Copy ``request.table`` from source to target, resuming from the checkpoints, then verify.
 
     In ``incremental`` mode without an explicit ``cursor_after``, the run starts from the stream's
@@ -160,57 +207,71 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
 
     Into a staging target (Iceberg) a full copy streams each range from the source into a staged
     file, batch by batch, and commits staged ranges together (see ``_stage_and_commit``); other
-    targets, and incremental runs, get each range as one table (``target.write_range``).
+    targets, and incremental runs, get each range as one table (``target.write_range``). Staged
+    files that a killed run left uncommitted are removed when the job runs again, and at its end.
 
     Args:
         source: Where rows come from.
         target: Where they go (created, or checked to be compatible, before the first write).
         request: What to copy and how.
         checkpoints: Done ranges: those are skipped; each newly done range is recorded.
-        on_progress: Called with ``(rows_done, rows_total)`` as ranges finish.
+        on_progress: Called with ``(rows_done, rows_total)`` as batches of rows move.
         verify: Compare every range's row count and checksum on both sides at the end.
+        restart: Forget the job's checkpoints (and, incremental, its high-water mark) and start over.
+        on_verify: Called with ``(ranges_verified, ranges_to_verify)`` during the final verification.
 
     Returns:
         The run's summary.
 
     Raises:
         PlanError, TypeMappingError, TargetSchemaError: before anything is written.
+        StaleCheckpointError: the target holds fewer rows than the checkpoints say were copied.
+        SourceError, TargetError: a datastore failed (the message names it and has its own words).
         VerificationError: a range differs between source and target (named in the message).
     """
     started = time.monotonic()
     incremental = request.mode is Mode.INCREMENTAL
     stream = job_id(source.name, target.name, request.model_copy(update={"cursor_after": None}))
+    if restart:
+        checkpoints.forget(job_id(source.name, target.name, request))
+        if incremental:
+            checkpoints.forget_watermark(stream)
     if incremental and request.cursor_after is None:
         request = request.model_copy(update={"cursor_after": checkpoints.watermark(stream)})
     the_plan = plan(source, target, request, checkpoints)
     summary = Summary(the_plan.job, request.table, source.name, target.name, ranges=len(the_plan.ranges),
-                      dry_run=request.dry_run, cursor_after=request.cursor_after)
+                      dry_run=request.dry_run, cursor_after=request.cursor_after, restarted=restart)
     if request.dry_run:
         summary.rows, summary.seconds = the_plan.rows, time.monotonic() - started
         return summary
-    target.prepare(the_plan.info.schema, the_plan.keys)
+    with at("target", target.name, "creating or checking the target"):
+        target.prepare(the_plan.info.schema, the_plan.keys)
     done = checkpoints.done(the_plan.job)
+    _check_not_stale(target, the_plan, done, checkpoints)
+    staging = isinstance(target, StagingTarget) and not incremental
+    if staging:
+        _remove_orphans(target, the_plan.job)
     pending = [r for r in the_plan.ranges if r.id not in done]
     summary.ranges_skipped = len(the_plan.ranges) - len(pending)
     progress = Progress(the_plan.rows, on_progress)
-    progress.add(sum(done.get(r.id, (0, 0))[0] for r in the_plan.ranges))
+    progress.resume(sum(done.get(r.id, (0, 0))[0] for r in the_plan.ranges))
 
     early: dict[str, tuple[Any, tuple[int, int]]] = {}
-    if isinstance(target, StagingTarget) and not incremental:
+    if staging:
         early = _stage_and_commit(source, target, the_plan, request, pending, checkpoints, progress,
                                   verify_early=verify)
         cursors = []
     else:
         def move(key_range: KeyRange) -> Any:
-            data = read_range(source, the_plan, request, key_range)
-            target.write_range(key_range, data, upsert=incremental)
+            data = read_range(source, the_plan, request, key_range, on_rows=progress.add)
+            with at("target", target.name, f"writing range {key_range.label}"):
+                target.write_range(key_range, data, upsert=incremental)
             rows, checksum = table_checksum(data)
             checkpoints.record(the_plan.job, key_range, rows, checksum)
-            progress.add(rows)
             return _max_cursor(data, request.cursor_column) if incremental else None
 
-        with ThreadPoolExecutor(max_workers=request.parallelism, thread_name_prefix="backfill") as pool:
-            cursors = [c for c in pool.map(move, pending) if c is not None]
+        cursors = [c for c in _parallel(move, pending, request.parallelism) if c is not None]
+    progress.log_line()
     done = checkpoints.done(the_plan.job)
     summary.rows = sum(done[r.id][0] for r in the_plan.ranges)
     summary.checksums = {r.id: list(done[r.id]) for r in the_plan.ranges}
@@ -219,18 +280,70 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
             done = source_checksums(source, the_plan, request, the_plan.ranges)
         unread = the_plan.ranges
         if early:  # read back after their commit: still right if the table still reads the same files there
-            files_now = target.range_files([r for r in the_plan.ranges if r.id in early])
+            with at("target", target.name, "listing the files of the committed ranges"):
+                files_now = target.range_files([r for r in the_plan.ranges if r.id in early])
             proven = {rid for rid, (files, sums) in early.items() if files_now[rid] == files and sums == done[rid]}
             unread = [r for r in the_plan.ranges if r.id not in proven]
             log.info("backfill: %d ranges verified as they were committed, %d read back now", len(proven), len(unread))
-        verify_target(target, unread, done, request.parallelism)
+        try:
+            verify_target(target, unread, done, request.parallelism, on_range=on_verify)
+        except VerificationError as exc:
+            if not summary.ranges_skipped:
+                raise
+            raise VerificationError(exc.mismatches, hint=(
+                f"{summary.ranges_skipped} ranges of this run were done by an earlier run (checkpoints in "
+                f"{checkpoints.path}); if the target was changed since, rerun with --restart (restart=True) "
+                "to copy everything again")) from None
         summary.verified = True
+    if staging:
+        _remove_orphans(target, the_plan.job)
     if incremental and cursors:
         highest = max(cursors)
         summary.cursor_max = highest.isoformat() if hasattr(highest, "isoformat") else str(highest)
         checkpoints.set_watermark(stream, summary.cursor_max)
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
+
+
+def _parallel(work: Callable[[KeyRange], T], ranges: list[KeyRange], parallelism: int) -> list[T]:
+    """``work`` over the ranges, ``parallelism`` at a time, in order. The first failure cancels the
+    ranges not begun and is raised (once the running ones end)."""
+    if parallelism <= 1 or len(ranges) <= 1:
+        return [work(r) for r in ranges]
+    pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="backfill")
+    try:
+        futures = [pool.submit(work, r) for r in ranges]
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_not_stale(target: Target, the_plan: Plan, done: dict[str, tuple[int, int]],
+                     checkpoints: CheckpointStore) -> None:
+    """Refuse to skip done ranges into a target that holds fewer rows than they did (a dropped,
+    recreated or emptied target): skipping them would leave the copy short."""
+    count_rows = getattr(target, "count_rows", None)
+    copied = sum(done[r.id][0] for r in the_plan.ranges if r.id in done)
+    if not copied or count_rows is None:
+        return
+    with at("target", target.name, "counting its rows"):
+        holds = count_rows()
+    if holds < copied:
+        raise StaleCheckpointError(
+            f"target {target.name} holds {holds:,} rows, but this job's checkpoints ({checkpoints.path}) say "
+            f"{copied:,} rows were copied into it: it was dropped, emptied or rewritten since; rerun with "
+            "--restart (restart=True) to forget them and copy everything again")
+
+
+def _remove_orphans(target: Any, job: str) -> None:
+    """Remove the staged files a killed run of the job left uncommitted (a target that stages)."""
+    remove = getattr(target, "remove_orphans", None)
+    if remove is None:
+        return
+    with at("target", target.name, "removing uncommitted staged files"):
+        removed = remove(job)
+    if removed:
+        log.info("backfill: removed %d staged files that an interrupted run left uncommitted", removed)
 
 
 # The committer waits this many times as long as its last commit took before the next one, so that
@@ -240,9 +353,10 @@ COMMIT_PACING = 9.0
 
 
 def stage_range(source: Source, target: StagingTarget, the_plan: Plan, request: BackfillRequest,
-                key_range: KeyRange) -> tuple[Any, tuple[int, int]]:
+                key_range: KeyRange, on_rows: Callable[[int], None] | None = None) -> tuple[Any, tuple[int, int]]:
     """Stream one range from the source into a staged file of the target, checksumming its batches
-    as they pass (the range is never held in memory whole). Nothing is visible until committed.
+    as they pass (the range is never held in memory whole). Nothing is visible until committed;
+    the file is tagged with the job, so that an uncommitted one can be found and removed later.
 
     Returns:
         What the target staged (for ``target.commit``), and the range's ``(rows, checksum)``.
@@ -254,8 +368,9 @@ def stage_range(source: Source, target: StagingTarget, the_plan: Plan, request: 
             parts.append(table_checksum(pa.Table.from_batches([batch])))
             yield batch
 
-    staged = target.stage_range(key_range, checksummed(
-        source.read_range(the_plan.info, the_plan.keys, request, key_range)))
+    target.staging_tag = the_plan.job
+    with at("target", target.name, f"staging range {key_range.label}"):
+        staged = target.stage_range(key_range, checksummed(stream_range(source, the_plan, request, key_range, on_rows)))
     return staged, combine(parts)
 
 
@@ -287,13 +402,13 @@ def _stage_and_commit(source: Source, target: StagingTarget, the_plan: Plan, req
         return files, batches_checksum(batches)
 
     def stage(key_range: KeyRange) -> tuple[KeyRange, Any, tuple[int, int]]:
-        return (key_range, *stage_range(source, target, the_plan, request, key_range))
+        return (key_range, *stage_range(source, target, the_plan, request, key_range, on_rows=progress.add))
 
     def commit(ready: list[tuple[KeyRange, Any, tuple[int, int]]]) -> None:
-        target.commit([(key_range, staged) for key_range, staged, _ in ready])
+        with at("target", target.name, f"committing {len(ready)} ranges"):
+            target.commit([(key_range, staged) for key_range, staged, _ in ready])
         for key_range, _, (rows, checksum) in ready:
             checkpoints.record(the_plan.job, key_range, rows, checksum)
-            progress.add(rows)
             if checker is not None:
                 checks[key_range.id] = checker.submit(read_back, key_range)
 
@@ -351,14 +466,22 @@ def _max_cursor(data: pa.Table, column: str) -> Any:
     return pc.max(data.column(column)).as_py() if data.num_rows else None
 
 
-def _each_range(work: Callable[[KeyRange], tuple[int, int]], ranges: list[KeyRange],
-                parallelism: int) -> dict[str, tuple[int, int]]:
+def _each_range(work: Callable[[KeyRange], tuple[int, int]], ranges: list[KeyRange], parallelism: int,
+                on_range: Callable[[int, int], None] | None = None) -> dict[str, tuple[int, int]]:
     """``range id -> work(range)``, ``parallelism`` ranges at a time (a range's read-back and
-    checksum run on one core: an Iceberg range is one data file)."""
-    if parallelism <= 1 or len(ranges) <= 1:
-        return {r.id: work(r) for r in ranges}
-    with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="verify") as pool:
-        return dict(zip([r.id for r in ranges], pool.map(work, ranges)))
+    checksum run on one core: an Iceberg range is one data file); ``on_range(done, total)`` after each."""
+    finished = [0]
+    lock = threading.Lock()
+
+    def counted(key_range: KeyRange) -> tuple[int, int]:
+        result = work(key_range)
+        if on_range is not None:
+            with lock:
+                finished[0] += 1
+                on_range(finished[0], len(ranges))
+        return result
+
+    return dict(zip([r.id for r in ranges], _parallel(counted, ranges, parallelism)))
 
 
 def source_checksums(source: Source, the_plan: Plan, request: BackfillRequest,
@@ -366,20 +489,20 @@ def source_checksums(source: Source, the_plan: Plan, request: BackfillRequest,
     """``range id -> (rows, checksum)`` of the source's rows in each range, cursor filter left out
     (what the target must hold there, whatever the mode), ``request.parallelism`` ranges at a time."""
     whole = request.model_copy(update={"mode": Mode.FULL, "cursor_after": None})
-    return _each_range(lambda r: batches_checksum(source.read_range(the_plan.info, the_plan.keys, whole, r)),
-                       ranges, request.parallelism)
+    return _each_range(lambda r: batches_checksum(stream_range(source, the_plan, whole, r)), ranges, request.parallelism)
 
 
 def target_checksum(target: Target, key_range: KeyRange) -> tuple[int, int]:
     """``(rows, checksum)`` of a range of the target, batch by batch when the target can stream it."""
     read_batches = getattr(target, "read_batches", None)
-    if read_batches is not None:
-        return batches_checksum(read_batches(key_range))
-    return table_checksum(target.read_range(key_range))
+    with at("target", target.name, f"reading back range {key_range.label}"):
+        if read_batches is not None:
+            return batches_checksum(read_batches(key_range))
+        return table_checksum(target.read_range(key_range))
 
 
 def verify_target(target: Target, ranges: list[KeyRange], expected: dict[str, tuple[int, int]],
-                  parallelism: int = 1) -> None:
+                  parallelism: int = 1, on_range: Callable[[int, int], None] | None = None) -> None:
     """Check each range of the target against the expected ``(rows, checksum)``.
 
     Args:
@@ -387,23 +510,36 @@ def verify_target(target: Target, ranges: list[KeyRange], expected: dict[str, tu
         ranges: The ranges to check.
         expected: ``range id -> (rows, checksum)`` the target must hold.
         parallelism: Ranges read back at once (each read holds one batch at a time).
+        on_range: Called with ``(ranges_checked, ranges)`` as each range is checked.
 
     Raises:
         VerificationError: naming every range that differs.
     """
-    actual = _each_range(lambda r: target_checksum(target, r), ranges, parallelism)
+    actual = _each_range(lambda r: target_checksum(target, r), ranges, parallelism, on_range)
     mismatches = [(r.id, expected[r.id], actual[r.id]) for r in ranges if actual[r.id] != expected[r.id]]
     if mismatches:
         raise VerificationError(mismatches)
 
 
-def verify(source: Source, target: Target, request: BackfillRequest) -> Summary:
-    """Verify an existing copy on its own: both sides read and checksummed range by range."""
+def verify(source: Source, target: Target, request: BackfillRequest,
+           on_verify: Callable[[int, int], None] | None = None) -> Summary:
+    """Verify an existing copy on its own: both sides read and checksummed range by range.
+
+    Args:
+        source: The original.
+        target: The copy.
+        request: What was copied.
+        on_verify: Called with ``(ranges_checked, ranges)`` as each range is checked.
+
+    Raises:
+        VerificationError: naming every range that differs.
+    """
     started = time.monotonic()
     the_plan = plan(source, target, request)
-    target.prepare(the_plan.info.schema, the_plan.keys)
+    with at("target", target.name, "checking the target"):
+        target.prepare(the_plan.info.schema, the_plan.keys)
     expected = source_checksums(source, the_plan, request, the_plan.ranges)
-    verify_target(target, the_plan.ranges, expected, request.parallelism)
+    verify_target(target, the_plan.ranges, expected, request.parallelism, on_range=on_verify)
     return Summary(the_plan.job, request.table, source.name, target.name, rows=sum(v[0] for v in expected.values()),
                    ranges=len(the_plan.ranges), verified=True, seconds=round(time.monotonic() - started, 3),
                    checksums={k: list(v) for k, v in expected.items()})

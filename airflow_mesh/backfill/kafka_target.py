@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import logging
 import threading
 import time
 import uuid
@@ -38,6 +39,11 @@ from airflow_mesh.backfill.keys import KeyRange, range_condition
 __all__ = ["VALUE_FORMATS", "KafkaTarget", "json_keys", "json_lines", "json_lines_to_arrow"]
 
 VALUE_FORMATS = ("json", "avro")
+
+# librdkafka's own log lines (each failed connection attempt, for one) go here rather than to stderr.
+KAFKA_LOG = logging.getLogger("airflow_mesh.backfill.kafka")
+# How long a broker may take to answer for a topic's metadata before the run fails, naming it.
+METADATA_TIMEOUT = 20
 
 # Rows encoded at once: big enough that Arrow's kernels, not Python, take the time; small enough that
 # a batch's encoded messages (and the producer's queue) stay a few tens of MB.
@@ -200,8 +206,8 @@ class KafkaTarget:
             if problems:
                 raise TargetSchemaError(f"Kafka topic {self.topic} has schemas the source's rows cannot be "
                                         "written with; nothing was written: " + "; ".join(problems))
-        admin = AdminClient(self.config)
-        if self.topic not in admin.list_topics(timeout=30).topics:
+        admin = AdminClient(self._client_config({}))
+        if self.topic not in admin.list_topics(timeout=METADATA_TIMEOUT).topics:
             admin.create_topics([NewTopic(self.topic, self.partitions, 1)])[self.topic].result(timeout=30)
         if self.value_format == "avro":
             from confluent_kafka.schema_registry import Schema
@@ -223,7 +229,12 @@ class KafkaTarget:
 
     def _producer_config(self, key_range: KeyRange) -> dict[str, Any]:
         defaults = {**PRODUCER_DEFAULTS, **({"partitioner": AVRO_PARTITIONER} if self.value_format == "avro" else {})}
-        return {**defaults, **self.config, "transactional.id": f"airflow-mesh-backfill-{self.topic}-{key_range.id}"}
+        return {**self._client_config(defaults), "transactional.id": f"airflow-mesh-backfill-{self.topic}-{key_range.id}"}
+
+    def _client_config(self, defaults: dict[str, Any]) -> dict[str, Any]:
+        """librdkafka settings: ``defaults`` under the connection's own, and librdkafka's log lines
+        (a broker that does not answer logs every retry) routed to Python logging, not stderr."""
+        return {"logger": KAFKA_LOG, **defaults, **self.config}
 
     def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
         """Produce the range's rows in one transaction (a keyed topic has upsert semantics either way).
@@ -307,13 +318,13 @@ class KafkaTarget:
         compaction keeps them; a tombstone removes the key), decoded."""
         from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-        consumer = Consumer({**CONSUMER_DEFAULTS, **self.config,
+        consumer = Consumer({"logger": KAFKA_LOG, **CONSUMER_DEFAULTS, **self.config,
                              "group.id": f"airflow-mesh-verify-{uuid.uuid4().hex}", "enable.auto.commit": False,
                              "isolation.level": "read_committed", "enable.partition.eof": True,
                              "auto.offset.reset": "earliest"})
         latest: dict[bytes, bytes] = {}
         try:
-            partitions = consumer.list_topics(self.topic, timeout=30).topics[self.topic].partitions
+            partitions = consumer.list_topics(self.topic, timeout=METADATA_TIMEOUT).topics[self.topic].partitions
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
             pending, idle_since = set(partitions), time.monotonic()
             while pending:

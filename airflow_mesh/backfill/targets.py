@@ -136,6 +136,7 @@ class IcebergTarget:
         self.name = f"iceberg://{catalog_properties.get('uri', catalog_name)}/{table}"
         self.keys: Keys = ()
         self.schema: pa.Schema | None = None
+        self.staging_tag = "untagged"  # the job whose files are staged (set by the engine)
 
     def prepare(self, schema: pa.Schema, key: str | Keys) -> None:
         from pyiceberg.exceptions import NoSuchTableError
@@ -181,7 +182,7 @@ class IcebergTarget:
         # that add_files accepts the file; strings stay plain (Parquet stores both alike) rather than
         # being copied into the large strings pyiceberg reads them as.
         schema = pa.schema([f.with_type(_narrowed(f.type)) for f in table.schema().as_arrow()])
-        path = f"{table.location()}/data/backfill-{key_range.id}-{uuid.uuid4().hex}.parquet"
+        path = f"{table.location()}/data/{self._staged_prefix(self.staging_tag)}{key_range.id}-{uuid.uuid4().hex}.parquet"
         batches = data.to_batches() if isinstance(data, pa.Table) else data
         with table.io.new_output(path).create(overwrite=True) as stream, \
                 pq.ParquetWriter(stream, schema, **_parquet_options(table.properties),
@@ -197,6 +198,43 @@ class IcebergTarget:
             if group:
                 writer.write_table(pa.Table.from_batches(group))
         return path
+
+    @staticmethod
+    def _staged_prefix(job: str) -> str:
+        return f"backfill-{job}-"
+
+    def count_rows(self) -> int:
+        """The table's rows (from its metadata: the files' record counts, deletes applied)."""
+        return self.catalog.load_table(self.identifier).scan().count()
+
+    def remove_orphans(self, job: str) -> int:
+        """Delete the files a job staged but never committed (a run killed between staging and
+        committing leaves them): the job's files in the table's data folder that no snapshot holds.
+
+        Call it only when no run of the job is staging at the same time.
+
+        Returns:
+            How many files were removed.
+        """
+        from pyarrow import fs
+
+        table = self.catalog.load_table(self.identifier)
+        io = table.io
+        if not hasattr(io, "fs_by_scheme"):  # not pyiceberg's PyArrowFileIO: leave the files
+            return 0
+        scheme, netloc, path = io.parse_location(f"{table.location()}/data")
+        filesystem = io.fs_by_scheme(scheme, netloc)
+        prefix = self._staged_prefix(job)
+        staged = [info.path for info in filesystem.get_file_info(fs.FileSelector(path, allow_not_found=True))
+                  if info.type == fs.FileType.File and info.base_name.startswith(prefix)]
+        if not staged:
+            return 0
+        held = {io.parse_location(p)[2] for p in table.inspect.all_files().column("file_path").to_pylist()} \
+            if table.current_snapshot() is not None else set()
+        orphans = [p for p in staged if p not in held]
+        for orphan in orphans:
+            filesystem.delete_file(orphan)
+        return len(orphans)
 
     def commit(self, staged: list[tuple[KeyRange, str]]) -> None:
         """One Iceberg commit: delete every staged range's keys, add every staged file."""
@@ -313,6 +351,12 @@ class PostgresTarget:
         with self._connect() as conn, conn.cursor() as cur:
             cur.execute(f"SELECT {self._columns(self.schema.names)} FROM {self._quoted}" + self._where(key_range))
             return cur.fetch_arrow_table().cast(self.schema)
+
+    def count_rows(self) -> int:
+        """The table's rows."""
+        with self._connect() as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {self._quoted}")
+            return int(cur.fetchone()[0])
 
 
 def _to_json_value(value: Any) -> Any:
@@ -431,3 +475,8 @@ class ElasticsearchTarget:
     def read_range(self, key_range: KeyRange) -> pa.Table:
         self.client.indices.refresh(index=self.index)
         return _from_documents([hit["_source"] for hit in self._documents_in(key_range, True)], self.schema)
+
+    def count_rows(self) -> int:
+        """The index's documents."""
+        self.client.indices.refresh(index=self.index)
+        return int(self.client.count(index=self.index)["count"])
