@@ -94,9 +94,18 @@ def _quiet_drivers(debug: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def progress_columns() -> list[Any]:
+    """The progress line: what, a bar, percent, ``done/total`` and unit, time left. The bar takes
+    only what the rest leaves, so the numbers stay whole on an 80-column terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    return [TextColumn("{task.description:<9}"), BarColumn(bar_width=None), TaskProgressColumn(),
+            MofNCompleteColumn(), TextColumn("{task.fields[unit]}"), TimeRemainingColumn(compact=True)]
+
+
 def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
     """Carry out the parsed command; returns the summary (as JSON-ready data)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress
 
     from airflow_mesh.backfill import engine
     from airflow_mesh.backfill.checkpoint import CheckpointStore
@@ -114,11 +123,8 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
                   f"({'verify only' if args.verify_only else args.mode})")
     if not args.verify_only:
         console.print(f"checkpoints: {args.checkpoints}", soft_wrap=True)
-    # Percent, rows done of the total and the time left stay visible in 80 columns: the bar takes
-    # what is left of the line. Each task appears once it has a total (planning comes first).
-    columns = [TextColumn("{task.description:<9}"), BarColumn(bar_width=None), TaskProgressColumn(),
-               MofNCompleteColumn(), TextColumn("{task.fields[unit]}"), TimeRemainingColumn(compact=True)]
-    with Progress(*columns, console=console, transient=False, expand=True) as bar:
+    # Each task appears once it has a total (planning comes first).
+    with Progress(*progress_columns(), console=console, transient=False, expand=True) as bar:
         tasks: dict[str, Any] = {}
 
         def show(name: str, unit: str) -> Any:

@@ -250,7 +250,7 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
     _check_not_stale(target, the_plan, done, checkpoints)
     staging = isinstance(target, StagingTarget) and not incremental
     if staging:
-        _remove_orphans(target, the_plan.job)
+        remove_orphans(target, the_plan.job)
     pending = [r for r in the_plan.ranges if r.id not in done]
     summary.ranges_skipped = len(the_plan.ranges) - len(pending)
     progress = Progress(the_plan.rows, on_progress)
@@ -296,7 +296,7 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
                 "to copy everything again")) from None
         summary.verified = True
     if staging:
-        _remove_orphans(target, the_plan.job)
+        remove_orphans(target, the_plan.job)
     if incremental and cursors:
         highest = max(cursors)
         summary.cursor_max = highest.isoformat() if hasattr(highest, "isoformat") else str(highest)
@@ -335,7 +335,7 @@ def _check_not_stale(target: Target, the_plan: Plan, done: dict[str, tuple[int, 
             "--restart (restart=True) to forget them and copy everything again")
 
 
-def _remove_orphans(target: Any, job: str) -> None:
+def remove_orphans(target: Any, job: str) -> None:
     """Remove the staged files a killed run of the job left uncommitted (a target that stages)."""
     remove = getattr(target, "remove_orphans", None)
     if remove is None:
@@ -545,5 +545,5 @@ def verify(source: Source, target: Target, request: BackfillRequest,
                    checksums={k: list(v) for k, v in expected.items()})
 
 
-__all__ = ["Plan", "Progress", "Summary", "describe", "plan", "run", "source_checksums", "stage_range", "target_checksum",
+__all__ = ["Plan", "Progress", "Summary", "describe", "plan", "remove_orphans", "run", "source_checksums", "stage_range", "target_checksum",
            "verify", "verify_target"]

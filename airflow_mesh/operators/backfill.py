@@ -10,6 +10,7 @@ so concurrent writers never fight over the table.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -115,21 +116,28 @@ class BackfillOperator(_BackfillOperator):
             ``schema_registry_default`` when ``value_format`` is ``avro``.
         verify: Compare row counts and checksums of every range at the end.
         checkpoint_path: The checkpoint store (default: ``default_checkpoint_path()``).
+        restart: Forget the job's checkpoints (and incremental mark) first and copy everything again,
+            e.g. after the target was dropped (a run refuses to skip ranges the target no longer holds).
 
     Returns (XCom):
         The run's summary: rows, ranges, seconds, checksums per range.
     """
 
-    def __init__(self, *, verify: bool = True, checkpoint_path: str | None = None, **kwargs: Any) -> None:
+    template_fields: Sequence[str] = (*_BackfillOperator.template_fields, "restart")
+
+    def __init__(self, *, verify: bool = True, checkpoint_path: str | None = None, restart: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.verify = verify
         self.checkpoint_path = checkpoint_path
+        self.restart = restart
 
     def execute(self, context: Any) -> dict[str, Any]:
         request = self.request()
         source, target = self.endpoints()
         store = CheckpointStore(self.checkpoint_path or default_checkpoint_path())
-        summary = engine.run(source, target, request, store, verify=self.verify)
+        self.log.info("Backfill of %s into %s; checkpoints in %s", request.table, target.name, store.path)
+        summary = engine.run(source, target, request, store, verify=self.verify, restart=self._as_bool(self.restart))
         self.log.info("Backfill %s: %d rows in %d ranges (%d resumed from checkpoints) in %.1fs, verified=%s",
                       summary.job, summary.rows, summary.ranges, summary.ranges_skipped, summary.seconds,
                       summary.verified)
@@ -152,8 +160,12 @@ class PlanBackfillOperator(_BackfillOperator):
                       len(the_plan.ranges))
         if request.dry_run:
             return []
-        target.prepare(the_plan.info.schema, the_plan.key)
-        groups = [[r.to_dict() for r in the_plan.ranges[i::request.parallelism]] for i in range(request.parallelism)]
+        target.prepare(the_plan.info.schema, the_plan.keys)
+        engine.remove_orphans(target, the_plan.job)  # what range tasks of an earlier, failed run staged
+        # Each range carries the plan's row estimate for it, for the range tasks' progress lines.
+        per_range = the_plan.rows // max(1, len(the_plan.ranges))
+        groups = [[{**r.to_dict(), "rows": per_range} for r in the_plan.ranges[i::request.parallelism]]
+                  for i in range(request.parallelism)]
         return [group for group in groups if group]
 
 
@@ -169,27 +181,52 @@ class BackfillRangeOperator(_BackfillOperator):
 
     template_fields: Sequence[str] = (*_BackfillOperator.template_fields, "key_ranges")
 
-    def __init__(self, *, key_ranges: list[dict[str, int]], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, key_ranges: list[dict[str, Any]],
+                 map_index_template: str | None = "{{ task.range_label }}", **kwargs: Any) -> None:
+        # Mapped tasks are shown by their key ranges in the UI, not as [0], [1], ... (Airflow reads
+        # this default from the signature for .partial()).
+        super().__init__(map_index_template=map_index_template, **kwargs)
         self.key_ranges = key_ranges
+
+    @property
+    def range_label(self) -> str:
+        """The task's ranges in a few words, e.g. ``3 ranges: 1-5001, 15001-20001, 30001-35001``."""
+        ranges = [KeyRange.from_dict(r).label for r in self.key_ranges or []] if isinstance(self.key_ranges, list) else []
+        if not ranges:
+            return "no ranges"
+        shown = ", ".join(ranges[:3]) + (f", and {len(ranges) - 3} more" if len(ranges) > 3 else "")
+        return shown if len(ranges) == 1 else f"{len(ranges)} ranges: {shown}"
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
         request = self.request()
         source, target = self.endpoints()
         the_plan = engine.describe(source, target, request)
-        target.prepare(the_plan.info.schema, the_plan.key)
-        return [self._move(source, target, the_plan, request, KeyRange.from_dict(r)) for r in self.key_ranges]
+        target.prepare(the_plan.info.schema, the_plan.keys)
+        expected = sum(int(r.get("rows") or 0) for r in self.key_ranges)
+        progress = engine.Progress(expected, log_every=10.0)
+        results = []
+        for number, spec in enumerate(self.key_ranges, 1):
+            key_range = KeyRange.from_dict(spec)
+            started = time.monotonic()
+            results.append(self._move(source, target, the_plan, request, key_range, progress))
+            seconds = time.monotonic() - started
+            self.log.info("Range %d of %d (%s): %s rows in %.1fs (%.0f rows/s); this task: %s of about %s rows",
+                          number, len(self.key_ranges), key_range.label, f"{results[-1]['rows']:,}", seconds,
+                          results[-1]["rows"] / max(seconds, 1e-9), f"{progress.done:,}", f"{progress.total:,}")
+            progress.log_line()
+        return results
 
-    def _move(self, source, target, the_plan, request: BackfillRequest, key_range: KeyRange) -> dict[str, Any]:
+    def _move(self, source, target, the_plan, request: BackfillRequest, key_range: KeyRange,
+              progress: engine.Progress) -> dict[str, Any]:
         """Stage (Iceberg, full copy: streamed batch by batch into a file) or write one range."""
         staged = None
         if isinstance(target, IcebergTarget) and request.mode is Mode.FULL:
-            staged, (rows, checksum) = engine.stage_range(source, target, the_plan, request, key_range)
+            staged, (rows, checksum) = engine.stage_range(source, target, the_plan, request, key_range,
+                                                          on_rows=progress.add)
         else:
-            data = engine.read_range(source, the_plan, request, key_range)
+            data = engine.read_range(source, the_plan, request, key_range, on_rows=progress.add)
             target.write_range(key_range, data, upsert=request.mode is Mode.INCREMENTAL)
             rows, checksum = table_checksum(data)
-        self.log.info("Range %s: %d rows%s", key_range.id, rows, f", staged {staged}" if staged else "")
         return {**key_range.to_dict(), "rows": rows, "checksum": str(checksum), "staged_file": staged}
 
 
@@ -216,12 +253,13 @@ class CommitBackfillOperator(_BackfillOperator):
         source, target = self.endpoints()
         request = self.request()
         the_plan = engine.describe(source, target, request)
-        target.prepare(the_plan.info.schema, the_plan.key)
+        target.prepare(the_plan.info.schema, the_plan.keys)
         ranges = [KeyRange.from_dict(r) for r in results]
         staged = [(KeyRange.from_dict(r), r["staged_file"]) for r in results if r.get("staged_file")]
         if staged:
             target.commit(staged)
             self.log.info("Committed %d staged data files in one Iceberg commit", len(staged))
+            engine.remove_orphans(target, the_plan.job)  # files of range-task attempts that were retried
         if self.verify:
             if request.mode is Mode.INCREMENTAL:
                 expected = engine.source_checksums(source, the_plan, request, ranges)

@@ -57,6 +57,9 @@ def test_ui_backfill_fans_out_and_verifies(airflow_db, iceberg, source_table):
     states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states
     assert sorted(k for k in states if k[0] == "move_ranges") == [("move_ranges", i) for i in range(3)]
+    # Mapped tasks are labelled by their key ranges, not [0], [1], [2].
+    labels = sorted(ti.rendered_map_index for ti in run.get_task_instances() if ti.task_id == "move_ranges")
+    assert labels[0].startswith("3 ranges: 1-") and all(label and "ranges: " in label for label in labels), labels
     copied = iceberg_rows(iceberg, f"mesh.{source_table}")
     assert len(copied) == 5000 and copied[4] == ("s1", "1.00")
     # One commit for the data of every range (plus the table's creation).
