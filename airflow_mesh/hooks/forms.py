@@ -137,10 +137,11 @@ MYSQL = ConnectionForm(
     fields={
         "ssl_mode": {"label": "TLS mode",
                      "description": "As MySQL's --ssl-mode: DISABLED, PREFERRED, REQUIRED (encrypted, unverified), "
-                                    "VERIFY_CA, VERIFY_IDENTITY (certificate and host name). Empty: the driver's "
+                                    "VERIFY_CA, VERIFY_IDENTITY (certificate and host name); default: the driver's "
                                     "default, or VERIFY_IDENTITY when a CA is given.",
                      "schema": {"type": ["string", "null"],
-                                "enum": [None, "DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"]}},
+                                "enum": [None, "DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"],
+                                "values_display": {"null": "default"}}},
         "ssl_ca": {"label": "TLS: CA bundle",
                    "description": "The path of the CA bundle that signed the server's certificate. Other TLS "
                                   "settings (client certificate, the ssl object of Airflow's MySQL provider) go in "
