@@ -28,6 +28,8 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+from playwright import sync_api as playwright_api  # the test extra (make install); its browsers are never installed
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / ".stack" / "logs" / "ui"
@@ -38,10 +40,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 ORDERS = 3_000
 STARTUP_TIMEOUT = 240.0
 RUN_TIMEOUT = 300.0
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra: make install")
-expect = playwright_api.expect
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -274,6 +272,30 @@ def test_the_backfill_form_submits_with_its_defaults_and_the_run_copies_every_ro
     after = source_count(postgres_conninfo)
     assert before >= orders
     assert copied.num_rows in {before, after}, (copied.num_rows, before, after)
+
+
+def test_editing_the_configuration_json_keeps_the_form_submittable(airflow_ui, page):
+    """The form's values follow the JSON of Advanced Options, and Trigger stays enabled (nothing is triggered)."""
+    params = airflow_ui.api("GET", "/dags/backfill_ui/details").json()["params"]
+    conf = {name: param["value"] for name, param in params.items()}
+    conf.update(range_size=1000, target_conn_id="elasticsearch_default", target_name="orders-ui")
+    page.goto(f"{airflow_ui.url}/dags/backfill_ui")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Advanced Options", exact=True).click()
+    dialog.locator(".monaco-editor").first.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(json.dumps(conf))  # one line: the editor's auto-indent and auto-close stay out of it
+    dialog.get_by_text("Configuration JSON").click()  # leave the editor
+    expect(dialog.get_by_text("Invalid JSON")).to_have_count(0)
+    shot(dialog, "backfill_ui-trigger-form-json")
+    expect(dialog.get_by_test_id("trigger-dag-submit")).to_be_enabled()
+    dialog.get_by_role("button", name="How", exact=True).click()
+    expect(dialog.get_by_label("Rows per range")).to_have_value("1000")
+    dialog.get_by_role("button", name="Target", exact=True).click()
+    expect(dialog.locator("#element_target_conn_id")).to_have_value("elasticsearch_default")
+    expect(dialog.get_by_test_id("trigger-dag-submit")).to_be_enabled()
 
 
 # ---------------------------------------------------------------- connection forms
