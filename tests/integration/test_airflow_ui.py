@@ -40,6 +40,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 ORDERS = 3_000
 STARTUP_TIMEOUT = 240.0
 RUN_TIMEOUT = 300.0
+# The page renders what it fetched in its own time on a loaded 2-core machine: assertions wait that long.
+expect.set_options(timeout=20_000)
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -74,9 +76,9 @@ class AirflowUI:
     iceberg_catalog: dict[str, str]
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        response = requests.request(method, f"{self.url}/api/v2{path}", timeout=30,
-                                    headers={"Authorization": f"Bearer {self.token}"}, **kwargs)
-        return response
+        """A call to Airflow's REST API (``/api/v2``) as the admin."""
+        return requests.request(method, f"{self.url}/api/v2{path}", timeout=30,
+                                headers={"Authorization": f"Bearer {self.token}"}, **kwargs)
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -95,15 +97,14 @@ def _start_airflow(home: Path, port: int, iceberg: dict[str, str]) -> subprocess
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
         # standalone starts its components as `airflow ...`: this virtualenv's.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    log = (home / "standalone.log").open("wb")
     # A session of its own, so that the whole group (standalone, its components, their workers)
     # can be stopped together.
-    return subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, cwd=home,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with (home / "standalone.log").open("wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, cwd=home,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -287,6 +288,7 @@ def test_editing_the_configuration_json_keeps_the_form_submittable(airflow_ui, p
     page.keyboard.press("Control+A")
     page.keyboard.press("Delete")
     page.keyboard.insert_text(json.dumps(conf))  # one line: the editor's auto-indent and auto-close stay out of it
+    page.keyboard.press("Control+Home")  # back to the start of the text, for the screenshot
     dialog.get_by_text("Configuration JSON").click()  # leave the editor
     expect(dialog.get_by_text("Invalid JSON")).to_have_count(0)
     shot(dialog, "backfill_ui-trigger-form-json")
