@@ -300,6 +300,29 @@ def test_editing_the_configuration_json_keeps_the_form_submittable(airflow_ui, p
     expect(dialog.get_by_test_id("trigger-dag-submit")).to_be_enabled()
 
 
+def test_a_value_out_of_bounds_is_refused_saying_why(airflow_ui, page):
+    """Typed in the JSON (the number field itself clamps to its bounds on leaving it), -5 rows per
+    range reaches the server, which refuses the run naming the param and the bound."""
+    params = airflow_ui.api("GET", "/dags/backfill_ui/details").json()["params"]
+    conf = {name: param["value"] for name, param in params.items()}
+    conf["range_size"] = -5
+    runs_before = airflow_ui.api("GET", "/dags/backfill_ui/dagRuns").json()["total_entries"]
+    page.goto(f"{airflow_ui.url}/dags/backfill_ui")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Advanced Options", exact=True).click()
+    dialog.locator(".monaco-editor").first.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(json.dumps(conf))
+    page.keyboard.press("Control+Home")
+    dialog.get_by_text("Configuration JSON").click()
+    dialog.get_by_test_id("trigger-dag-submit").click()
+    expect(dialog.get_by_text(re.compile(r"range_size.*-5 is less than the minimum of 1"))).to_be_visible()
+    shot(dialog, "backfill_ui-trigger-form-refused")
+    assert airflow_ui.api("GET", "/dags/backfill_ui/dagRuns").json()["total_entries"] == runs_before
+
+
 # ---------------------------------------------------------------- connection forms
 
 def our_connection_types() -> dict[str, dict]:
