@@ -171,3 +171,19 @@ def test_kafka_options_still_apply_to_a_kafka_target(dag, connections):
                                    "schema_registry_conn_id": "schema_registry_default"})
     _, target = task.endpoints()
     assert target.value_format == "avro"
+
+
+@pytest.mark.parametrize("flags", [["--schema-registry", "http://127.0.0.1:1"], ["--value-format", "avro"]])
+def test_the_cli_still_refuses_kafka_options_for_another_target(tmp_path, flags):
+    """Only the form's operator forgives them (a form keeps what was typed); flags on a command line are meant."""
+    import subprocess
+    import sys
+
+    catalog = {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": f"file://{tmp_path}/wh"}
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_mesh.backfill", "--source", "postgresql://u:p@127.0.0.1:1/db",
+         "--table", "public.orders", "--target", f"iceberg://?extra={json.dumps({'catalog': catalog})}",
+         "--target-name", "mesh.orders", *flags], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "kafka targets only" in " ".join(result.stderr.split())
+    assert not (tmp_path / "catalog.db").exists()
