@@ -9,7 +9,7 @@ DEMO_HOME := .stack/airflow
 # Services that `make test` / `make demo` started themselves, and so stop at the end.
 STARTED := .stack/run/started-by-make
 
-.PHONY: install up down status test unit demo lock clean
+.PHONY: install chromium up down status test unit demo lock clean
 
 $(INSTALLED): pyproject.toml requirements/airflow.lock
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,17 @@ $(INSTALLED): pyproject.toml requirements/airflow.lock
 	$(PY) -m uv pip install --python $(PY) --no-deps -e .
 	touch $(INSTALLED)
 
-install: $(INSTALLED)  ## the Airflow virtualenv with airflow-mesh installed (editable)
+install: $(INSTALLED) chromium  ## the Airflow virtualenv with airflow-mesh installed (editable), and Chromium
+
+# Debian's Chromium, which the UI test drives with Playwright (never `playwright install`: it downloads browsers).
+chromium:
+	@command -v chromium >/dev/null && exit 0; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+		echo "missing Debian package chromium (the UI test needs it): run \`sudo apt-get install chromium fonts-liberation\`" >&2; exit 0; \
+	fi; \
+	echo "installing Debian packages: chromium fonts-liberation"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -q && apt-get install -y -q --no-install-recommends chromium fonts-liberation
 
 up: install  ## start the local stack (idempotent) and wait until every service is healthy
 	@$(STACK) up

@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, distribution
 from typing import Any
 
 from airflow_mesh import __version__
+from airflow_mesh.hooks.forms import FLINK, KAFKA_CONNECT, MYSQL, SCHEMA_REGISTRY
+
+
+def _official_provider_installed(conn_type: str) -> bool:
+    """Whether Airflow's own provider of a connection type is installed (``mysql``: apache-airflow-providers-mysql)."""
+    try:
+        distribution(f"apache-airflow-providers-{conn_type}")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def connection_types() -> list[dict[str, Any]]:
+    """The ``connection-types`` of airflow-mesh, each with its form for Airflow's UI (``hook-name``,
+    ``conn-fields``, ``ui-field-behaviour``; see ``airflow_mesh.hooks.forms``).
+
+    ``mysql`` is declared only while Airflow's MySQL provider is absent (it needs mysqlclient, a C
+    extension PyPI has as source only); with that provider installed, its MySqlHook serves the type.
+    The other types the DAGs use come from Airflow's providers: ``kafka`` (apache-kafka), ``postgres``,
+    ``elasticsearch``, ``iceberg`` (apache-iceberg).
+    """
+    types = [
+        KAFKA_CONNECT.provider_info("kafka_connect", "airflow_mesh.hooks.kafka_connect.KafkaConnectHook"),
+        FLINK.provider_info("flink", "airflow_mesh.hooks.flink.FlinkHook"),
+        SCHEMA_REGISTRY.provider_info("schema_registry", "airflow_mesh.hooks.schema_registry.SchemaRegistryHook"),
+    ]
+    if not _official_provider_installed("mysql"):
+        types.append(MYSQL.provider_info("mysql", "airflow_mesh.hooks.mysql.MySqlHook"))
+    return types
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -33,11 +63,14 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Debezium",
              "external-doc-url": "https://debezium.io/documentation/reference/stable/configuration/signalling.html",
              "tags": ["software"]},
+            {"integration-name": "MariaDB / MySQL", "external-doc-url": "https://pymysql.readthedocs.io/",
+             "tags": ["software"]},
         ],
         "hooks": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.hooks.kafka_connect"]},
             {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_mesh.hooks.flink"]},
             {"integration-name": "Schema Registry", "python-modules": ["airflow_mesh.hooks.schema_registry"]},
+            {"integration-name": "MariaDB / MySQL", "python-modules": ["airflow_mesh.hooks.mysql"]},
         ],
         "operators": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.operators.kafka_connect"]},
@@ -56,11 +89,6 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Debezium", "python-modules": ["airflow_mesh.triggers.debezium"]},
             {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_mesh.triggers.flink"]},
         ],
-        "connection-types": [
-            {"hook-class-name": "airflow_mesh.hooks.kafka_connect.KafkaConnectHook", "connection-type": "kafka_connect"},
-            {"hook-class-name": "airflow_mesh.hooks.flink.FlinkHook", "connection-type": "flink"},
-            {"hook-class-name": "airflow_mesh.hooks.schema_registry.SchemaRegistryHook",
-             "connection-type": "schema_registry"},
-        ],
+        "connection-types": connection_types(),
         "extra-links": [],
     }

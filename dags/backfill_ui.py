@@ -16,6 +16,8 @@ from airflow.sdk import Param, dag
 
 from airflow_mesh.operators.backfill import BackfillRangeOperator, CommitBackfillOperator, PlanBackfillOperator
 
+# schema.table, database.table or namespace.table (or a bare name).
+TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$"
 REQUEST = {name: "{{ params.%s }}" % name for name in (
     "source_conn_id", "table", "target_conn_id", "target_name", "key", "mode", "cursor_column", "where",
     "range_size", "parallelism", "dry_run", "value_format", "schema_registry_conn_id")}
@@ -29,34 +31,60 @@ REQUEST = {name: "{{ params.%s }}" % name for name in (
     doc_md=__doc__,
     render_template_as_native_obj=True,
     params={
+        # Optional params are nullable with a None default: Airflow's trigger form treats a param as
+        # required unless its type admits null, and keeps Trigger disabled while one is empty. The
+        # form shows each description under its field and no message of its own for a value out of
+        # bounds, so every description says what is accepted; the server refuses the rest naming the
+        # param and the JSON-schema rule.
         "source_conn_id": Param("postgres_mesh", type="string", minLength=1, title="Source connection",
-                                description="A postgres, mysql or iceberg connection.", section="Source"),
-        "table": Param("public.orders", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$",
-                       title="Source table", description="schema.table", section="Source"),
-        "key": Param("", type="string", title="Key column",
-                     description="Integer column to cut ranges on; empty = the primary key.", section="Source"),
-        "where": Param("", type="string", title="Filter", description="Optional SQL predicate, e.g. status <> 'test'.",
-                       section="Source"),
+                                description="The connection id to copy from: a postgres, mysql (MariaDB/MySQL) or "
+                                            "iceberg connection (Admin > Connections), e.g. postgres_mesh.",
+                                section="Source"),
+        "table": Param("public.orders", type="string", pattern=TABLE_PATTERN, title="Source table",
+                       description="schema.table (PostgreSQL), database.table (MariaDB/MySQL) or namespace.table "
+                                   "(Iceberg), e.g. public.orders: letters, digits, _ and $, each part starting "
+                                   "with a letter or _.", section="Source"),
+        "key": Param(None, type=["null", "string"], title="Key column",
+                     description="Optional: the integer column to cut key ranges on. Empty: the primary key.",
+                     section="Source"),
+        "where": Param(None, type=["null", "string"], title="Filter",
+                       description="Optional: a SQL predicate on the source rows, e.g. status <> 'test'. "
+                                   "Empty: every row.", section="Source"),
         "target_conn_id": Param("iceberg_default", type="string", minLength=1, title="Target connection",
-                                description="A postgres, iceberg, elasticsearch or kafka connection.", section="Target"),
+                                description="The connection id to copy into: a postgres, iceberg, elasticsearch or "
+                                            "kafka connection, e.g. iceberg_default, postgres_mesh, "
+                                            "elasticsearch_default, kafka_default.", section="Target"),
         "target_name": Param("mesh.orders", type="string", minLength=1, title="Target table, index or topic",
+                             description="namespace.table (Iceberg), schema.table (PostgreSQL), the index "
+                                         "(Elasticsearch) or the topic (Kafka); created when missing.",
                              section="Target"),
-        "schema_registry_conn_id": Param("", type="string", title="Schema registry connection (Kafka)",
-                                         description="Kafka targets only, optional: a schema_registry connection, "
-                                                     "e.g. schema_registry_default. The messages are then Avro.",
+        "schema_registry_conn_id": Param(None, type=["null", "string"], title="Schema registry connection (Kafka)",
+                                         description="Kafka targets only, optional: a schema_registry connection id, "
+                                                     "e.g. schema_registry_default; the messages are then Avro, "
+                                                     "their schemas registered as <topic>-key and <topic>-value. "
+                                                     "Ignored (with a warning in the log) for other targets.",
                                          section="Target"),
-        "value_format": Param("", enum=["", "json", "avro"], title="Message format (Kafka)",
-                              description="Kafka targets only: empty = avro with a schema registry, else json.",
+        "value_format": Param(None, type=["null", "string"], enum=[None, "json", "avro"],
+                              values_display={"null": "automatic", "json": "json", "avro": "avro"},
+                              title="Message format (Kafka)",
+                              description="Kafka targets only: json, or avro (with the schema registry above, else "
+                                          "schema_registry_default). Automatic: avro when a schema registry is "
+                                          "named, else json. Ignored (with a warning in the log) for other targets.",
                               section="Target"),
-        "mode": Param("full", enum=["full", "incremental"], title="Mode",
-                      description="full: every row; incremental: rows past the last run's cursor.", section="How"),
-        "cursor_column": Param("", type="string", title="Cursor column",
-                               description="For incremental mode, e.g. updated_at.", section="How"),
+        "mode": Param("full", type="string", enum=["full", "incremental"], title="Mode",
+                      description="full: every row; incremental: the rows past the last verified run's cursor "
+                                  "(needs a cursor column).", section="How"),
+        "cursor_column": Param(None, type=["null", "string"], title="Cursor column",
+                               description="Incremental mode only: a column that grows with every change, "
+                                           "e.g. updated_at.", section="How"),
         "range_size": Param(250_000, type="integer", minimum=1, maximum=50_000_000, title="Rows per range",
-                            section="How"),
+                            description="From 1 to 50,000,000: the rows of each key range, which is copied, "
+                                        "checkpointed and verified as one unit.", section="How"),
         "parallelism": Param(4, type="integer", minimum=1, maximum=64, title="Parallel tasks",
-                             description="The ranges are dealt to this many mapped tasks.", section="How"),
-        "dry_run": Param(False, type="boolean", title="Dry run", description="Plan and count only.", section="How"),
+                             description="From 1 to 64: the ranges are dealt to this many mapped tasks.",
+                             section="How"),
+        "dry_run": Param(False, type="boolean", title="Dry run", description="Plan and count only: nothing is written.",
+                         section="How"),
     },
 )
 def backfill_ui():

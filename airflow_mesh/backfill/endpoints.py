@@ -65,13 +65,35 @@ class ConnectionFields:
         return DatabaseLocation(self.host, self.port or default_port, self.login, self.password or "", self.schema)
 
     def iceberg_catalog(self) -> dict[str, str]:
+        """The pyiceberg catalog properties of an ``iceberg`` connection, in either of its two shapes.
+
+        airflow-mesh's: the extra ``catalog`` holds the properties (e.g. the stack's SQLite catalog).
+        Airflow's Iceberg provider's (its form): host = the catalog's URI, login/password = the
+        OAuth2 client id and secret (pyiceberg's ``credential``), the other extras = further
+        properties; the type is ``rest`` unless the extra names another (e.g. ``sql`` with its ``uri``).
+
+        Raises:
+            PlanError: neither shape locates a catalog, or only one of client id and secret is given.
+        """
         catalog = self.extra.get("catalog")
         if isinstance(catalog, str):
             catalog = json.loads(catalog)
-        if not catalog:
-            raise PlanError("iceberg connection needs an extra 'catalog' with pyiceberg catalog properties, "
-                            'e.g. {"type": "sql", "uri": "sqlite:///catalog.db", "warehouse": "file:///warehouse"}')
-        return catalog
+        if catalog:
+            return dict(catalog)
+        properties = {key: value for key, value in self.extra.items() if key != "catalog" and value is not None}
+        if self.host:
+            properties["uri"] = self.host.rstrip("/")
+        properties.setdefault("type", "rest")
+        if properties["type"] == "rest" and not properties.get("uri"):
+            raise PlanError("iceberg connection locates no catalog: fill in its Catalog URI (host) for a REST catalog, "
+                            'or give pyiceberg catalog properties in the extra, e.g. {"catalog": {"type": "sql", '
+                            '"uri": "sqlite:///catalog.db", "warehouse": "file:///warehouse"}}')
+        if properties["type"] == "rest" and (self.login or self.password):
+            if not (self.login and self.password):
+                raise PlanError("iceberg connection: give both Client ID and Client Secret (login and password, "
+                                "OAuth2 credentials of the REST catalog), or neither")
+            properties["credential"] = f"{self.login}:{self.password}"
+        return properties
 
 
 def _local_catalog_folders(catalog: dict[str, str]) -> None:

@@ -13,6 +13,7 @@ import requests
 from asgiref.sync import sync_to_async
 
 from airflow_mesh.flink_runtime.sql_job import parse_error_line
+from airflow_mesh.hooks.forms import FLINK
 from airflow_mesh.hooks.rest import RestApiHook
 from airflow_mesh.http import DEFAULT_TIMEOUT
 from airflow_mesh.processors.health import ENDED_STATES, Health, HealthPolicy, HealthWatch, JobHealth, Verdict, assess
@@ -128,7 +129,7 @@ class FlinkHook(RestApiHook):
     conn_name_attr = "flink_conn_id"
     default_conn_name = "flink_default"
     conn_type = "flink"
-    hook_name = "Apache Flink (REST)"
+    hook_name = FLINK.hook_name
     default_port = 8081
 
     def __init__(self, flink_conn_id: str = default_conn_name, timeout: float = DEFAULT_TIMEOUT,
@@ -137,13 +138,8 @@ class FlinkHook(RestApiHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Relabel the connection form for Flink's REST endpoint."""
-        return {
-            "hidden_fields": [],
-            "relabeling": {"host": "JobManager REST host", "schema": "Scheme (http/https)"},
-            "placeholders": {"host": "flink-jobmanager", "port": "8081", "schema": "http",
-                             "extra": '{"python_jar": "/opt/flink/opt/flink-python-2.2.1.jar"}'},
-        }
+        """The connection form's labels and placeholders (the same as in provider info)."""
+        return FLINK.ui_field_behaviour()
 
     def _error_for(self, response: requests.Response) -> FlinkApiError:
         try:

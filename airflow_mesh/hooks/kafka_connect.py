@@ -8,6 +8,7 @@ from urllib.parse import quote
 import requests
 from asgiref.sync import sync_to_async
 
+from airflow_mesh.hooks.forms import KAFKA_CONNECT
 from airflow_mesh.hooks.rest import RestApiHook
 from airflow_mesh.http import DEFAULT_TIMEOUT
 
@@ -87,7 +88,7 @@ class KafkaConnectHook(RestApiHook):
     conn_name_attr = "kafka_connect_conn_id"
     default_conn_name = "kafka_connect_default"
     conn_type = "kafka_connect"
-    hook_name = "Kafka Connect"
+    hook_name = KAFKA_CONNECT.hook_name
     default_port = 8083
     retry_statuses = RETRY_STATUSES
 
@@ -97,15 +98,8 @@ class KafkaConnectHook(RestApiHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Relabel the connection form for Kafka Connect's REST endpoint."""
-        return {
-            "hidden_fields": [],
-            "relabeling": {"host": "Connect REST host", "schema": "Scheme (http/https)",
-                           "login": "Username (basic auth)", "password": "Password (basic auth)"},
-            "placeholders": {"host": "kafka-connect", "port": "8083", "schema": "http",
-                             "extra": '{"verify": "/etc/ssl/certs/ca.pem", "cert": "/etc/ssl/client.pem", '
-                                      '"key": "/etc/ssl/client.key"}'},
-        }
+        """The connection form's labels and placeholders (the same as in provider info)."""
+        return KAFKA_CONNECT.ui_field_behaviour()
 
     def _error_for(self, response: requests.Response) -> KafkaConnectApiError:
         return KafkaConnectApiError.from_response(response)

@@ -11,13 +11,23 @@ from airflow.sdk import BaseHook
 from airflow_mesh.http import DEFAULT_TIMEOUT, retrying_session
 
 
+def _verify_setting(value: Any) -> bool | str:
+    """requests' ``verify`` for the extra ``verify``: a CA bundle's path, or true/false (also as text,
+    as a form's text field gives them); empty or missing: True (the system's trusted CAs)."""
+    if value is None or isinstance(value, bool):
+        return True if value is None else value
+    text = str(value).strip()
+    return {"": True, "true": True, "false": False}.get(text.lower(), text)
+
+
 class RestApiHook(BaseHook):
     """Base of the hooks that talk to one REST API through an Airflow connection.
 
     The connection's host, port (``default_port`` when empty) and schema (``http`` or ``https``)
     locate the endpoint; login/password, when set, are sent as basic auth. Extras: ``verify``
-    (false, or the path of a CA bundle to check the server's certificate with), ``cert`` and ``key``
-    (paths of a client certificate and its key, for mutual TLS; ``cert`` alone when it holds both).
+    (false, or the path of a CA bundle to check the server's certificate with; empty: the system's
+    trusted CAs), ``cert`` and ``key`` (paths of a client certificate and its key, for mutual TLS;
+    ``cert`` alone when it holds both); an extra that is null (a form's empty field) is not given.
     Every call retries connection errors and the statuses of ``retry_statuses`` with backoff.
 
     Subclasses set the usual hook attributes, ``default_port`` and ``retry_statuses``, and turn an
@@ -57,12 +67,13 @@ class RestApiHook(BaseHook):
     def session(self) -> requests.Session:
         """One session per hook: auth, TLS settings and the retry policy."""
         extra = self._conn.extra_dejson
+        # The UI's connection form stores every extra field, null when left empty: empty is not given.
         if extra.get("key") and not extra.get("cert"):
             raise ValueError(f"connection {self.conn_id!r}: extra 'key' needs a 'cert'")
         session = retrying_session(retries=self.retries, status_forcelist=self.retry_statuses)
         if self._conn.login:
             session.auth = (self._conn.login, self._conn.password or "")
-        session.verify = extra.get("verify", True)
+        session.verify = _verify_setting(extra.get("verify"))
         if extra.get("cert"):
             session.cert = (extra["cert"], extra["key"]) if extra.get("key") else extra["cert"]
         return session

@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from airflow_mesh.contracts.avro_compat import CompatibilityLevel
 from airflow_mesh.contracts.registry_location import registry_url
 from airflow_mesh.contracts.repository import subject_name
+from airflow_mesh.hooks.forms import SCHEMA_REGISTRY
 from airflow_mesh.hooks.rest import RestApiHook
 from airflow_mesh.http import DEFAULT_TIMEOUT
 
@@ -184,7 +185,7 @@ class SchemaRegistryHook(RestApiHook):
     conn_name_attr = "schema_registry_conn_id"
     default_conn_name = "schema_registry_default"
     conn_type = "schema_registry"
-    hook_name = "Schema Registry"
+    hook_name = SCHEMA_REGISTRY.hook_name
     default_port = 8081
 
     def __init__(self, schema_registry_conn_id: str = default_conn_name, timeout: float = DEFAULT_TIMEOUT,
@@ -193,14 +194,8 @@ class SchemaRegistryHook(RestApiHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Relabel the connection form for a schema registry's REST endpoint."""
-        return {
-            "hidden_fields": [],
-            "relabeling": {"host": "Registry host", "schema": "Scheme (http/https)",
-                           "login": "Username (basic auth)", "password": "Password (basic auth)"},
-            "placeholders": {"host": "schema-registry", "port": "8081", "schema": "http",
-                             "extra": '{"api_path": "/apis/ccompat/v7", "verify": "/etc/ssl/certs/ca.pem"}'},
-        }
+        """The connection form's labels and placeholders (the same as in provider info)."""
+        return SCHEMA_REGISTRY.ui_field_behaviour()
 
     @cached_property
     def base_url(self) -> str:

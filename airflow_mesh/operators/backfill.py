@@ -86,17 +86,26 @@ class _BackfillOperator(BaseOperator):
     def endpoints(self):
         """The source and the target, from their connections (and the schema registry's, for Avro).
 
+        A value format or schema registry given for a target that is not Kafka (e.g. left filled in
+        the trigger form after switching targets) is ignored, with one warning in the task's log.
+
         Raises:
             PlanError: a connection cannot be a source or target, or bad Kafka options.
         """
         value_format = (self.value_format or "").strip().lower() or None
-        registry_id = self.schema_registry_conn_id or None
+        registry_id = (self.schema_registry_conn_id or "").strip() or None
+        target = connection_fields(self.target_conn_id)
+        if target.conn_type != "kafka" and (value_format or registry_id):
+            given = ", ".join(f"{name} {value!r}" for name, value in (("value_format", value_format),
+                                                                      ("schema_registry_conn_id", registry_id)) if value)
+            self.log.warning("Ignored %s: they apply to kafka targets only, and target connection %s is %s",
+                             given, self.target_conn_id, target.conn_type)
+            value_format = registry_id = None
         if registry_id is None and value_format == "avro":
             registry_id = SchemaRegistryHook.default_conn_name
         registry = connection_fields(registry_id) if registry_id else None
         return (make_source(connection_fields(self.source_conn_id)),
-                make_target(connection_fields(self.target_conn_id), self.target_name, value_format=value_format,
-                            schema_registry=registry))
+                make_target(target, self.target_name, value_format=value_format, schema_registry=registry))
 
 
 class BackfillOperator(_BackfillOperator):
