@@ -16,8 +16,9 @@ from airflow.sdk import Param, dag
 
 from airflow_mesh.operators.backfill import BackfillRangeOperator, CommitBackfillOperator, PlanBackfillOperator
 
-# schema.table, database.table or namespace.table (or a bare name).
-TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$"
+# schema.table, database.table or namespace.table (or a bare name): names are quoted, so any
+# character but a dot, a quote, ';' or a control character (as the backfill's request accepts).
+TABLE_PATTERN = r'^[^.;"`\x00-\x1f]+(\.[^.;"`\x00-\x1f]+)?$'
 REQUEST = {name: "{{ params.%s }}" % name for name in (
     "source_conn_id", "table", "target_conn_id", "target_name", "key", "mode", "cursor_column", "where",
     "range_size", "parallelism", "dry_run", "value_format", "schema_registry_conn_id")}
@@ -42,14 +43,16 @@ REQUEST = {name: "{{ params.%s }}" % name for name in (
                                 section="Source"),
         "table": Param("public.orders", type="string", pattern=TABLE_PATTERN, title="Source table",
                        description="schema.table (PostgreSQL), database.table (MariaDB/MySQL) or namespace.table "
-                                   "(Iceberg), e.g. public.orders: letters, digits, _ and $, each part starting "
-                                   "with a letter or _.", section="Source"),
+                                   "(Iceberg), e.g. public.orders; names as the database spells them (quotes, "
+                                   "';' and control characters excepted).", section="Source"),
         "key": Param(None, type=["null", "string"], title="Key column",
-                     description="Optional: the integer column to cut key ranges on. Empty: the primary key.",
+                     description="Optional: the column to cut key ranges on, or several comma-separated "
+                                 "(region, id); any orderable type, unique over the rows. Empty: the primary key "
+                                 "(else a unique key).",
                      section="Source"),
         "where": Param(None, type=["null", "string"], title="Filter",
-                       description="Optional: a SQL predicate on the source rows, e.g. status <> 'test'. "
-                                   "Empty: every row.", section="Source"),
+                       description="Optional: one SQL condition on the source rows in the source's dialect, "
+                                   "e.g. status <> 'test'. Empty: every row.", section="Source"),
         "target_conn_id": Param("iceberg_default", type="string", minLength=1, title="Target connection",
                                 description="The connection id to copy into: a postgres, iceberg, elasticsearch or "
                                             "kafka connection, e.g. iceberg_default, postgres_mesh, "
