@@ -28,7 +28,8 @@ from airflow_mesh.backfill.targets import ElasticsearchTarget, IcebergTarget, Po
 
 SOURCE_KINDS = ("postgres", "mysql", "iceberg")
 TARGET_KINDS = ("postgres", "iceberg", "elasticsearch", "kafka")
-_SCHEME_ALIASES = {"postgresql": "postgres", "mariadb": "mysql", "es": "elasticsearch", "http": "elasticsearch"}
+_SCHEME_ALIASES = {"postgresql": "postgres", "mariadb": "mysql", "es": "elasticsearch", "http": "elasticsearch",
+                   "https": "elasticsearch", "ess": "elasticsearch"}
 # librdkafka settings spelled without a dot that a Kafka connection's extra may carry.
 _UNDOTTED_KAFKA_SETTINGS = frozenset({"acks", "debug", "partitioner", "retries"})
 
@@ -54,6 +55,8 @@ class ConnectionFields:
         for name, value in parse_qsl(parts.query):
             extra.update(json.loads(value) if name == "extra" else {name: value})
         kind = _SCHEME_ALIASES.get(parts.scheme, parts.scheme)
+        if parts.scheme in ("https", "ess"):  # Elasticsearch over TLS
+            extra.setdefault("scheme", "https")
         return cls(kind, parts.hostname, parts.port, unquote(parts.username) if parts.username else None,
                    unquote(parts.password) if parts.password else None, parts.path.lstrip("/") or None, extra)
 
@@ -220,7 +223,9 @@ def make_target(conn: ConnectionFields, name: str, value_format: str | None = No
         from elasticsearch import Elasticsearch
 
         auth = (conn.login, conn.password or "") if conn.login else None
-        scheme = conn.extra.get("scheme") or ("https" if conn.extra.get("use_ssl") else "http")
+        # Airflow's Elasticsearch form keeps the scheme in its Schema field; older connections in the extra.
+        scheme = (conn.schema if conn.schema in ("http", "https") else None) or conn.extra.get("scheme") \
+            or ("https" if str(conn.extra.get("use_ssl", "")).lower() in ("1", "true") else "http")
         client = Elasticsearch(f"{scheme}://{conn.host}:{conn.port or 9200}", basic_auth=auth, request_timeout=120)
         return ElasticsearchTarget(client, name)
     if conn.conn_type == "kafka":

@@ -54,3 +54,16 @@ def test_driver_errors_become_one_line_with_the_side_the_step_and_what_to_do():
     assert "\n" not in explain(RuntimeError("MySqlError { ERROR 1054 (42S22): Unknown column 'x' in 'SELECT' }"))
     assert message(RuntimeError("MySqlError { ERROR 1054 (42S22): Unknown column 'x' in 'SELECT' }")) == \
         "ERROR 1054 (42S22): Unknown column 'x' in 'SELECT'"
+
+
+def test_an_elasticsearch_connection_keeps_its_scheme_wherever_it_is_written():
+    from airflow_mesh.backfill.endpoints import ConnectionFields, make_target
+
+    def url(conn: ConnectionFields) -> str:
+        return make_target(conn, "orders").client.transport.node_pool.all()[0].base_url
+
+    # Airflow's Elasticsearch form: the scheme in Schema; older connections: extra scheme/use_ssl; the CLI: the URI.
+    assert url(ConnectionFields("elasticsearch", "es.example", 9243, schema="https")) == "https://es.example:9243"
+    assert url(ConnectionFields("elasticsearch", "es.example", 9243, extra={"use_ssl": "true"})) == "https://es.example:9243"
+    assert url(ConnectionFields.from_uri("https://es.example:9243")) == "https://es.example:9243"
+    assert url(ConnectionFields.from_uri("es://es.example")) == "http://es.example:9200"
