@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import shutil
 import socket
@@ -29,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STACK_PY = ROOT / "stack" / "stack.py"
 # The running stack's downloads (`make up` made them): Elasticsearch's distribution is read from there, as root.
 JVM = Path(os.environ.get("MESH_STACK_DIR", ROOT / ".stack")) / "jvm"
-SERVICES = ["postgres", "mariadb", "elasticsearch"]
+# The three that run as other users, and Kafka Connect (with Kafka), whose worker gets the password.
+SERVICES = ["postgres", "mariadb", "elasticsearch", "connect"]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="only a stack run as root runs services as other users")
 
@@ -52,9 +54,10 @@ class Clone:
         return subprocess.run([sys.executable, str(STACK_PY), *args], env=self.env, capture_output=True, text=True,
                               timeout=timeout, cwd=self.closed)
 
-    def up(self) -> None:
+    def up(self) -> subprocess.CompletedProcess:
         result = self.stack("up", "--only", *SERVICES)
         assert result.returncode == 0, result.stdout + result.stderr
+        return result
 
     def connection(self, conn_id: str) -> dict:
         for line in (self.state / "connections.env").read_text().splitlines():
@@ -78,7 +81,8 @@ def clone() -> Iterator[Clone]:
     (state / "jvm").symlink_to(JVM, target_is_directory=True)
     env = {**os.environ, "MESH_STACK_DIR": str(state), "MESH_PG_PORT": str(spare_port()),
            "MESH_MARIADB_PORT": str(spare_port()), "MESH_ELASTICSEARCH_PORT": str(spare_port()),
-           "MESH_ELASTICSEARCH_TRANSPORT_PORT": str(spare_port())}
+           "MESH_ELASTICSEARCH_TRANSPORT_PORT": str(spare_port()), "MESH_KAFKA_PORT": str(spare_port()),
+           "MESH_KAFKA_CONTROLLER_PORT": str(spare_port()), "MESH_CONNECT_PORT": str(spare_port())}
     made = Clone(closed, state, env)
     try:
         made.up()
@@ -192,3 +196,29 @@ def test_a_data_folder_its_user_cannot_enter_is_refused_in_one_line_before_anyth
         assert not (state / "run" / "postgres.pid").exists() and "starting" not in result.stdout
     finally:
         shutil.rmtree(closed)
+
+
+def test_up_restarts_a_connect_worker_whose_password_is_not_the_stack_s(clone: Clone) -> None:
+    """A worker started before the password changed (e.g. with "mesh", by the stack.py of before) would
+    resolve ${env:MESH_DB_PASSWORD} to the old password: `up` restarts it."""
+    pid_file = clone.state / "run" / "connect.pid"
+    worker = pid_file.read_text().split()[0]
+    new_password = secrets.token_urlsafe(24)
+    (clone.state / "secrets" / "db-password").write_text(new_password + "\n")
+
+    result = clone.up()
+
+    assert "connect            restarting: its MESH_DB_PASSWORD is not the stack's" in result.stdout
+    assert pid_file.read_text().split()[0] != worker
+    assert login_works(clone, new_password) == (True, True)
+    connect, maria = clone.connection("kafka_connect_default"), clone.connection("mariadb_mesh")
+    cls = "io.debezium.connector.mariadb.MariaDbConnector"
+    config = {"name": "probe", "connector.class": cls, "database.hostname": maria["host"],
+              "database.port": str(maria["port"]), "database.user": "mesh", "database.password": "${env:MESH_DB_PASSWORD}",
+              "database.server.id": "5401", "topic.prefix": "probe", "database.include.list": "mesh",
+              "schema.history.internal.kafka.topic": "probe-history",
+              "schema.history.internal.kafka.bootstrap.servers": "${env:MESH_KAFKA_BOOTSTRAP}"}
+    answer = requests.put(f"http://{connect['host']}:{connect['port']}/connector-plugins/{cls}/config/validate",
+                          json=config, timeout=60).json()
+    assert {c["value"]["name"]: c["value"]["errors"] for c in answer["configs"] if c["value"]["errors"]} == {}
+    assert "restarting" not in clone.up().stdout  # and only once
