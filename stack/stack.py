@@ -245,7 +245,7 @@ def _maven_profile(profile: str, dest: Path, extra: list[str] | None = None) -> 
         return
     if not shutil.which("mvn"):
         _apt_install("maven")
-    log(f"downloading {profile} jars from Maven Central into {dest.relative_to(ROOT)}")
+    log(f"downloading {profile} jars from Maven Central into {dest}")
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     cmd = ["mvn", "-q", "-B", "-f", str(STACK_SRC / "pom.xml"), "-P", profile,
@@ -296,7 +296,7 @@ def install_flink() -> Path:
     stamp = hashlib.sha256(lock.read_bytes() + VERSIONS["FLINK_VERSION"].encode()).hexdigest()
     marker = FLINK_VENV / ".complete"
     if not (marker.exists() and marker.read_text() == stamp):
-        log(f"installing apache-flink=={VERSIONS['FLINK_VERSION']} into {FLINK_VENV.relative_to(ROOT)}")
+        log(f"installing apache-flink=={VERSIONS['FLINK_VERSION']} into {FLINK_VENV}")
         shutil.rmtree(FLINK_VENV, ignore_errors=True)
         run([sys.executable, "-m", "venv", str(FLINK_VENV)])
         py = str(FLINK_VENV / "bin" / "python")
