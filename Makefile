@@ -61,5 +61,6 @@ lock:  ## re-resolve the locked dependency sets after changing pyproject.toml or
 	$(PY) -m uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements/airflow.lock
 	$(PY) -m uv pip compile requirements/flink.in --python-version 3.11 -o requirements/flink.lock
 
-clean: down  ## remove everything the stack and the virtualenv wrote
+clean: down  ## remove everything the stack and the virtualenv wrote (also the databases' data outside .stack/)
+	@if [ -x $(PY) ]; then $(STACK) clean; else python3 stack/stack.py clean; fi
 	rm -rf .stack $(VENV)

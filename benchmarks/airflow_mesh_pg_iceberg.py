@@ -8,8 +8,9 @@ phase is what is left after the last commit (the end's check of files, and the l
 
 Prints one JSON line: rows copied, ranges, the seconds of each phase and the peak RSS before verifying.
 
+    set -a; . .stack/connections.env; set +a   # MESH_PG_URL: the stack's database, with its password
     .venv/bin/python benchmarks/airflow_mesh_pg_iceberg.py \
-        --source postgresql://mesh:mesh@127.0.0.1:55432/mesh --table public.bench_orders_5m --workdir /tmp/x
+        --source "$MESH_PG_URL" --table public.bench_orders_5m --workdir /tmp/x
 """
 
 from __future__ import annotations

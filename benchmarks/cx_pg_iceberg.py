@@ -10,8 +10,9 @@ Iceberg table in one commit.
 
 Runs with airflow-mesh's virtualenv (for its ConnectorX, pyarrow and pyiceberg). Prints one JSON line.
 
+    set -a; . .stack/connections.env; set +a   # MESH_PG_URL: the stack's database, with its password
     .venv/bin/python benchmarks/cx_pg_iceberg.py \
-        --source postgresql://mesh:mesh@127.0.0.1:55432/mesh --table bench_orders_5m --workdir /tmp/x
+        --source "$MESH_PG_URL" --table bench_orders_5m --workdir /tmp/x
 """
 
 from __future__ import annotations

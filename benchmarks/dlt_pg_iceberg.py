@@ -19,8 +19,9 @@ its schema but writes the data's type, so the Iceberg table gets `decimal(38, 10
 
 Prints one JSON line: the rows dlt reports loaded and the seconds of each phase.
 
+    set -a; . .stack/connections.env; set +a   # MESH_PG_URL: the stack's database, with its password
     .stack/bench/dlt-venv/bin/python benchmarks/dlt_pg_iceberg.py \
-        --source postgresql://mesh:mesh@127.0.0.1:55432/mesh --table bench_orders_5m --workdir /tmp/x
+        --source "$MESH_PG_URL" --table bench_orders_5m --workdir /tmp/x
 """
 
 from __future__ import annotations

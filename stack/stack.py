@@ -1,13 +1,22 @@
 #!/usr/bin/env python3
 """Start, stop and inspect the local airflow-mesh stack: real services on 127.0.0.1.
 
-``python stack/stack.py up|down|status|env``
+``python stack/stack.py up [--only SERVICE ...]|down|status|env|clean``
 
 Everything the stack writes (downloaded jars, the Flink virtualenv, data, logs, pid files) lives under
-``.stack/`` at the project root. Versions are pinned in ``stack/versions.env``; ports can be moved with
-``MESH_*_PORT`` environment variables. ``up`` installs what is missing (Maven Central, PyPI, Debian's
-packages), leaves services that already run alone, and waits until each answers its health check;
-``down`` stops, by pid, only what ``up`` started.
+``.stack/`` at the project root, with one exception: run as root, PostgreSQL, MariaDB and Elasticsearch
+run as their own users (postgres, mysql, nobody), who may not be able to enter the clone (a 0700 home
+or ``mktemp -d`` folder). Their data then lives in a folder of its own for this clone,
+``/var/lib/airflow-mesh/<clone>-<hash of .stack's path>`` (``MESH_SERVICE_ROOT`` moves
+``/var/lib/airflow-mesh``), named in ``.stack/service-home``, with ``.stack/postgres``, ``.stack/mariadb`` and
+``.stack/elasticsearch`` as symlinks to it; ``clean`` removes it. Versions are pinned in
+``stack/versions.env``; ports can be moved with ``MESH_*_PORT`` environment variables. ``up`` installs what
+is missing (Maven Central, PyPI, Debian's packages), leaves services that already run alone, and waits
+until each answers its health check; ``down`` stops, by pid, only what ``up`` started.
+
+The databases' user ``mesh`` has a password made once per stack (``.stack/secrets/db-password``, mode
+0600); ``up`` gives it to both databases (also to users that still have an older one), to Kafka
+Connect's worker (``MESH_DB_PASSWORD``) and to ``.stack/connections.env``.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -39,6 +49,11 @@ LOGS = STATE / "logs"
 JVM = STATE / "jvm"
 FLINK_VENV = STATE / "flink-venv"
 CONNECTIONS_ENV = STATE / "connections.env"
+SECRETS = STATE / "secrets"
+DB_PASSWORD_FILE = SECRETS / "db-password"
+SERVICE_ROOT = Path(os.environ.get("MESH_SERVICE_ROOT", "/var/lib/airflow-mesh"))
+SERVICE_HOME_POINTER = STATE / "service-home"
+SERVICE_HOME_MARKER = ".airflow-mesh-stack"  # in a service home: the .stack it belongs to
 HOST = "127.0.0.1"
 
 
@@ -68,8 +83,10 @@ PORTS = {
     "schema-registry": int(os.environ.get("MESH_SCHEMA_REGISTRY_PORT", "8085")),
     "schema-registry-management": int(os.environ.get("MESH_SCHEMA_REGISTRY_MANAGEMENT_PORT", "8086")),
     "elasticsearch": int(os.environ.get("MESH_ELASTICSEARCH_PORT", "9200")),
+    "elasticsearch-transport": int(os.environ.get("MESH_ELASTICSEARCH_TRANSPORT_PORT", "9300")),
 }
-DB_NAME, DB_USER, DB_PASSWORD = "mesh", "mesh", "mesh"  # in PostgreSQL and MariaDB alike
+DB_NAME, DB_USER = "mesh", "mesh"  # in PostgreSQL and MariaDB alike; the password: db_password()
+PASSWORD_PATTERN = re.compile(r"[A-Za-z0-9_-]{20,}")
 
 
 def log(message: str) -> None:
@@ -82,6 +99,107 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     if result.returncode != 0:
         raise StackError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
     return result
+
+
+# --------------------------------------------------------------------------- where the services' users keep data
+
+
+def _service_home() -> Path:
+    """Where PostgreSQL, MariaDB and Elasticsearch keep their data (see the module docstring).
+
+    The choice is made once and kept in ``.stack/service-home``. A stack that is not run as root runs
+    every service as its own user, and a stack whose PostgreSQL was already initialised under ``.stack/``
+    (before service homes existed) keeps its data there: both use ``.stack/`` itself.
+    """
+    if SERVICE_HOME_POINTER.exists():
+        return Path(SERVICE_HOME_POINTER.read_text().strip())
+    legacy = STATE / "postgres"
+    if os.geteuid() != 0 or (not legacy.is_symlink() and (legacy / "data" / "PG_VERSION").exists()):
+        return STATE
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", STATE.parent.name)[:32] or "root"
+    return SERVICE_ROOT / f"{slug}-{hashlib.sha256(str(STATE).encode()).hexdigest()[:12]}"
+
+
+SERVICE_HOME = _service_home()
+
+
+def prepare_service_home() -> None:
+    """Create the service home (readable by every user, as are the folders above it) and the pointers to it.
+
+    Raises:
+        StackError: If the folder is there but belongs to another ``.stack``.
+    """
+    STATE.mkdir(parents=True, exist_ok=True)
+    if SERVICE_HOME != STATE:
+        marker = SERVICE_HOME / SERVICE_HOME_MARKER
+        if marker.exists() and marker.read_text().strip() != str(STATE):
+            raise StackError(f"{SERVICE_HOME} belongs to the stack in {marker.read_text().strip()}, not to {STATE}: "
+                             "set MESH_SERVICE_ROOT to another folder")
+        for folder in (SERVICE_ROOT, SERVICE_HOME):
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o755)
+        marker.write_text(f"{STATE}\n")
+        for name in ("postgres", "mariadb", "elasticsearch"):
+            link = STATE / name
+            if link.exists() and not link.is_symlink():  # left by an older stack.py that failed to start here
+                link.rename(STATE / f"{name}.before-service-home")
+            if not link.is_symlink():
+                link.symlink_to(SERVICE_HOME / name, target_is_directory=True)
+    SERVICE_HOME_POINTER.write_text(f"{SERVICE_HOME}\n")
+
+
+def check_reachable(services: list["Service"]) -> None:
+    """Before anything starts: each service that runs as another user can enter its folders and run its Java.
+
+    Raises:
+        StackError: One line naming the service, its user, the path and what to do.
+    """
+    for service in services:
+        if service.user is None:
+            continue
+        for path, need, what in service.needs():
+            # From the top down, so that the message names the folder that shuts the user out.
+            for step in [*reversed(path.parents), path]:
+                if not step.exists():
+                    break
+                flag = need if step == path else "-x"
+                if subprocess.run(["test", flag, str(step)], user=service.user, group=service.group or service.user,
+                                  cwd="/", capture_output=True).returncode == 0:
+                    continue
+                raise StackError(
+                    f"{service.name} runs as user {service.user}, who cannot {what if step == path else 'enter'} "
+                    f"{step}: " + (
+                        "run `make clean` and `make up` again, so that its data moves to "
+                        f"{SERVICE_ROOT}, or clone the project into a folder other users can enter"
+                        if what == "enter" else
+                        "set JAVA_HOME to a JDK 21+ that every user can read (e.g. one under /usr/lib/jvm)"))
+
+
+# --------------------------------------------------------------------------- the databases' password
+
+
+def db_password() -> str:
+    """The password of the databases' user ``mesh``: made once per stack, kept in DB_PASSWORD_FILE (0600).
+
+    Raises:
+        StackError: If the file holds something that is not such a password.
+    """
+    if not DB_PASSWORD_FILE.exists():
+        SECRETS.mkdir(parents=True, exist_ok=True)
+        SECRETS.chmod(0o700)
+        try:
+            fd = os.open(DB_PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # made meanwhile by another `up`
+            pass
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(24) + "\n")
+    DB_PASSWORD_FILE.chmod(0o600)
+    password = DB_PASSWORD_FILE.read_text().strip()
+    if not PASSWORD_PATTERN.fullmatch(password):
+        raise StackError(f"{DB_PASSWORD_FILE}: not a password the stack made (20 or more of A-Z a-z 0-9 _ -): "
+                         "delete the file and run `make up` to make a new one")
+    return password
 
 
 # --------------------------------------------------------------------------- installs
@@ -127,7 +245,7 @@ def _maven_profile(profile: str, dest: Path, extra: list[str] | None = None) -> 
         return
     if not shutil.which("mvn"):
         _apt_install("maven")
-    log(f"downloading {profile} jars from Maven Central into {dest.relative_to(ROOT)}")
+    log(f"downloading {profile} jars from Maven Central into {dest}")
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     cmd = ["mvn", "-q", "-B", "-f", str(STACK_SRC / "pom.xml"), "-P", profile,
@@ -178,7 +296,7 @@ def install_flink() -> Path:
     stamp = hashlib.sha256(lock.read_bytes() + VERSIONS["FLINK_VERSION"].encode()).hexdigest()
     marker = FLINK_VENV / ".complete"
     if not (marker.exists() and marker.read_text() == stamp):
-        log(f"installing apache-flink=={VERSIONS['FLINK_VERSION']} into {FLINK_VENV.relative_to(ROOT)}")
+        log(f"installing apache-flink=={VERSIONS['FLINK_VERSION']} into {FLINK_VENV}")
         shutil.rmtree(FLINK_VENV, ignore_errors=True)
         run([sys.executable, "-m", "venv", str(FLINK_VENV)])
         py = str(FLINK_VENV / "bin" / "python")
@@ -207,8 +325,14 @@ class Service:
     prepare: Callable[[], None] = lambda: None
     after_start: Callable[[], None] = lambda: None
     env: Callable[[], dict[str, str]] = dict
+    install: Callable[[], object] = lambda: None  # what `up` installs before starting anything
     user: str | None = None
     group: str | None = None  # defaults to `user`
+    cwd: Callable[[], Path] = lambda: STATE  # a folder `user` can enter
+    # What `user` must reach: (path, `test` flag, verb for the error message).
+    needs: Callable[[], list[tuple[Path, str, str]]] = list
+    # Why a running process must be restarted to match this stack (e.g. an old password), or None.
+    stale: Callable[[int], str | None] = lambda pid: None
     stop_signal: int = signal.SIGTERM
     start_timeout: float = 180.0
     depends_on: list[str] = field(default_factory=list)
@@ -236,7 +360,7 @@ class Service:
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(
                 self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env()}, cwd=STATE, start_new_session=True,
+                env={**os.environ, **self.env()}, cwd=self.cwd(), start_new_session=True,
                 user=self.user, group=self.group or self.user,
             )
         self.pid_file.write_text(f"{proc.pid} {_start_time(proc.pid)}")
@@ -302,7 +426,7 @@ def _http_json(url: str) -> object | None:
 
 # --------------------------------------------------------------------------- PostgreSQL
 
-PG_DIR = STATE / "postgres"
+PG_DIR = SERVICE_HOME / "postgres"
 PG_DATA = PG_DIR / "data"
 PG_SOCKET = PG_DIR / "run"
 
@@ -320,7 +444,7 @@ def _pg_prepare() -> None:
         return
     log("initialising the PostgreSQL cluster")
     run([str(bin_dir / "initdb"), "-D", str(PG_DATA), "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8",
-         "--auth-local=trust", "--auth-host=scram-sha-256"], user=_pg_user(), group=_pg_user())
+         "--auth-local=trust", "--auth-host=scram-sha-256"], user=_pg_user(), group=_pg_user(), cwd=PG_DIR)
     with open(PG_DATA / "postgresql.conf", "a") as conf:
         conf.write(
             "\n# airflow-mesh stack\n"
@@ -338,14 +462,23 @@ def _pg_user() -> str | None:
 
 
 def _psql(sql: str, db: str = "postgres") -> str:
+    """Run SQL as the superuser over the server's socket; the SQL goes through stdin, never the command line."""
     return run([str(postgres_bin() / "psql"), "-h", str(PG_SOCKET), "-p", str(PORTS["postgres"]),
-                "-U", "postgres", "-d", db, "-tAc", sql]).stdout.strip()
+                "-U", "postgres", "-d", db, "-tA", "-v", "ON_ERROR_STOP=1", "-f", "-"], input=sql).stdout.strip()
+
+
+def _sql_string(value: str) -> str:
+    """A standard SQL string literal (PostgreSQL and MariaDB alike, for values without backslashes)."""
+    if "\\" in value:
+        raise StackError("a backslash in a value for SQL")
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _pg_after_start() -> None:
     if _psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{DB_USER}'") != "1":
-        _psql(f"CREATE ROLE {DB_USER} PASSWORD '{DB_PASSWORD}'")
-    _psql(f"ALTER ROLE {DB_USER} LOGIN REPLICATION CREATEDB")  # replication: for Debezium
+        _psql(f"CREATE ROLE {DB_USER}")
+    # Every time: a stack made with an older password is brought to this one. Replication: for Debezium.
+    _psql(f"ALTER ROLE {DB_USER} LOGIN REPLICATION CREATEDB PASSWORD {_sql_string(db_password())}")
     if _psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") != "1":
         _psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
     # The demo tables belong to the `mesh` user, so that Debezium (connecting as it) can publish them.
@@ -359,20 +492,24 @@ def _pg_healthy() -> bool:
 
 POSTGRES = Service(
     name="postgres",
-    address=f"postgresql://{DB_USER}:{DB_PASSWORD}@{HOST}:{PORTS['postgres']}/{DB_NAME}",
+    address=f"postgresql://{DB_USER}@{HOST}:{PORTS['postgres']}/{DB_NAME}",
     command=lambda: [str(postgres_bin() / "postgres"), "-D", str(PG_DATA)],
     prepare=_pg_prepare,
     healthy=_pg_healthy,
     after_start=_pg_after_start,
+    install=postgres_bin,
     user=_pg_user(),
+    cwd=lambda: PG_DIR,
+    needs=lambda: [(PG_DIR, "-x", "enter")],
     stop_signal=signal.SIGINT,  # "fast" shutdown
     start_timeout=60,
 )
 
 # --------------------------------------------------------------------------- MariaDB
 
-MARIADB_DIR = STATE / "mariadb"
-MARIADB_CNF = STATE / "conf" / "mariadb.cnf"
+MARIADB_DIR = SERVICE_HOME / "mariadb"
+MARIADB_SERVER_CNF = MARIADB_DIR / "mariadb.cnf"  # read by the server, as user mysql
+MARIADB_CNF = STATE / "conf" / "mariadb.cnf"  # the same, for clients: `mariadb --defaults-file=.stack/conf/mariadb.cnf`
 MARIADB_SOCKET = MARIADB_DIR / "run" / "mariadb.sock"
 
 
@@ -399,7 +536,7 @@ def _mariadb_prepare() -> None:
         if owner:
             os.chown(path, owner.pw_uid, owner.pw_gid)
     MARIADB_CNF.parent.mkdir(parents=True, exist_ok=True)
-    MARIADB_CNF.write_text("\n".join([
+    cnf = "\n".join([
         "[mariadbd]",
         f"datadir={MARIADB_DIR / 'data'}",
         f"socket={MARIADB_SOCKET}",
@@ -415,22 +552,30 @@ def _mariadb_prepare() -> None:
         "innodb-buffer-pool-size=128M",
         "[client]",
         f"socket={MARIADB_SOCKET}",
-    ]) + "\n")
+    ]) + "\n"
+    for path in (MARIADB_SERVER_CNF, MARIADB_CNF):
+        path.write_text(cnf)
+        path.chmod(0o644)
     if (MARIADB_DIR / "data" / "mysql").exists():
         return
     log("initialising the MariaDB data directory")
-    run([mariadb_bin("mariadb-install-db"), f"--defaults-file={MARIADB_CNF}", "--skip-test-db",
-         "--auth-root-authentication-method=socket", *([f"--user={_mariadb_user()}"] if _mariadb_user() else [])])
+    run([mariadb_bin("mariadb-install-db"), f"--defaults-file={MARIADB_SERVER_CNF}", "--skip-test-db",
+         "--auth-root-authentication-method=socket", *([f"--user={_mariadb_user()}"] if _mariadb_user() else [])],
+        cwd=MARIADB_DIR)
 
 
 def _mariadb_sql(sql: str) -> str:
-    return run([mariadb_bin("mariadb"), f"--defaults-file={MARIADB_CNF}", "-u", "root", "-N", "-B", "-e", sql]).stdout
+    """Run SQL as root over the server's socket; the SQL goes through stdin, never the command line."""
+    return run([mariadb_bin("mariadb"), f"--defaults-file={MARIADB_CNF}", "-u", "root", "-N", "-B"], input=sql).stdout
 
 
 def _mariadb_after_start() -> None:
+    password = _sql_string(db_password())
     _mariadb_sql(
         f"CREATE DATABASE IF NOT EXISTS {DB_NAME};"
-        f"CREATE USER IF NOT EXISTS '{DB_USER}'@'{HOST}' IDENTIFIED BY '{DB_PASSWORD}';"
+        f"CREATE USER IF NOT EXISTS '{DB_USER}'@'{HOST}' IDENTIFIED BY {password};"
+        # Every time: a stack made with an older password is brought to this one.
+        f"ALTER USER '{DB_USER}'@'{HOST}' IDENTIFIED BY {password};"
         f"GRANT ALL ON {DB_NAME}.* TO '{DB_USER}'@'{HOST}';"
         # Debezium's snapshot and binlog reader privileges.
         f"GRANT SELECT, RELOAD, SHOW DATABASES, LOCK TABLES, REPLICATION SLAVE, BINLOG MONITOR "
@@ -446,12 +591,15 @@ def _mariadb_healthy() -> bool:
 
 MARIADB = Service(
     name="mariadb",
-    address=f"mysql://{DB_USER}:{DB_PASSWORD}@{HOST}:{PORTS['mariadb']}/{DB_NAME}",
-    command=lambda: [mariadb_bin("mariadbd"), f"--defaults-file={MARIADB_CNF}"],
+    address=f"mysql://{DB_USER}@{HOST}:{PORTS['mariadb']}/{DB_NAME}",
+    command=lambda: [mariadb_bin("mariadbd"), f"--defaults-file={MARIADB_SERVER_CNF}"],
     prepare=_mariadb_prepare,
     healthy=_mariadb_healthy,
     after_start=_mariadb_after_start,
+    install=lambda: mariadb_bin("mariadbd"),
     user=_mariadb_user(),
+    cwd=lambda: MARIADB_DIR,
+    needs=lambda: [(MARIADB_DIR, "-x", "enter")],
     start_timeout=60,
 )
 
@@ -536,6 +684,7 @@ KAFKA = Service(
                               str(STATE / "conf" / "kafka.properties")),
     prepare=_kafka_prepare,
     healthy=_kafka_healthy,
+    install=install_jvm_parts,
 )
 
 # --------------------------------------------------------------------------- Schema registry (Apicurio)
@@ -592,6 +741,7 @@ SCHEMA_REGISTRY = Service(
     command=_schema_registry_command,
     prepare=_schema_registry_prepare,
     healthy=_schema_registry_healthy,
+    install=install_jvm_parts,
     start_timeout=120,
 )
 
@@ -627,7 +777,22 @@ def _connect_prepare() -> None:
         f"config.providers.dir.param.allowed.paths={STATE / 'secrets'}",
         "topic.creation.enable=true",
     ]) + "\n")
-    (STATE / "secrets").mkdir(exist_ok=True)
+    SECRETS.mkdir(exist_ok=True)
+
+
+def _connect_env() -> dict[str, str]:
+    return {"MESH_DB_PASSWORD": db_password(), "MESH_KAFKA_BOOTSTRAP": f"{HOST}:{PORTS['kafka']}"}
+
+
+def _connect_stale(pid: int) -> str | None:
+    """A worker started with another MESH_DB_PASSWORD (an older stack's) resolves ${env:...} to it."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if f"MESH_DB_PASSWORD={db_password()}".encode() in environ:
+        return None
+    return "its MESH_DB_PASSWORD is not the stack's database password"
 
 
 def _connect_healthy() -> bool:
@@ -644,7 +809,9 @@ CONNECT = Service(
     prepare=_connect_prepare,
     healthy=_connect_healthy,
     # What specs may reference with ${env:...}: the demo databases' password and the worker's own Kafka.
-    env=lambda: {"MESH_DB_PASSWORD": DB_PASSWORD, "MESH_KAFKA_BOOTSTRAP": f"{HOST}:{PORTS['kafka']}"},
+    env=_connect_env,
+    stale=_connect_stale,
+    install=install_jvm_parts,
     depends_on=["kafka"],
 )
 
@@ -710,6 +877,7 @@ FLINK_JM = Service(
     prepare=_flink_prepare,
     healthy=lambda: "taskmanagers" in _flink_overview(),
     env=_flink_env,
+    install=lambda: (install_jvm_parts(), install_flink()),
 )
 
 FLINK_TM = Service(
@@ -718,12 +886,13 @@ FLINK_TM = Service(
     command=lambda: [str(flink_home() / "bin" / "taskmanager.sh"), "start-foreground"],
     healthy=lambda: _flink_overview().get("taskmanagers", 0) >= 1,
     env=_flink_env,
+    install=lambda: (install_jvm_parts(), install_flink()),
     depends_on=["flink-jobmanager"],
 )
 
 # --------------------------------------------------------------------------- Elasticsearch
 
-ES_DIR = STATE / "elasticsearch"
+ES_DIR = SERVICE_HOME / "elasticsearch"
 ES_HOME = ES_DIR / f"elasticsearch-{VERSIONS['ELASTICSEARCH_VERSION']}"
 
 
@@ -742,8 +911,9 @@ def _es_prepare() -> None:
         log("unpacking Elasticsearch")
         with zipfile.ZipFile(next((JVM / "elasticsearch").glob("elasticsearch-*.zip"))) as archive:
             archive.extractall(ES_DIR)
-        for script in (ES_HOME / "bin").iterdir():
-            script.chmod(0o755)
+        # Readable by Elasticsearch's user whatever the umask (zipfile keeps no modes); its scripts executable.
+        for path in [ES_HOME, *ES_HOME.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() or path.parent == ES_HOME / "bin" else 0o644)
     conf = ES_DIR / "config"
     if not conf.exists():
         shutil.copytree(ES_HOME / "config", conf)
@@ -752,6 +922,7 @@ def _es_prepare() -> None:
         "discovery.type: single-node",
         f"network.host: {HOST}",
         f"http.port: {PORTS['elasticsearch']}",
+        f"transport.port: {PORTS['elasticsearch-transport']}",
         "xpack.security.enabled: false",
         f"path.data: {ES_DIR / 'data'}",
         f"path.logs: {ES_DIR / 'logs'}",
@@ -778,8 +949,11 @@ ELASTICSEARCH = Service(
     healthy=_es_healthy,
     env=lambda: {"ES_JAVA_HOME": str(find_java(21).parent.parent), "ES_PATH_CONF": str(ES_DIR / "config"),
                  "ES_JAVA_OPTS": "-Xms512m -Xmx512m", "ES_TMPDIR": str(ES_DIR / "tmp")},
+    install=install_jvm_parts,
     user=(_es_owner() or (None, None))[0],
     group=(_es_owner() or (None, None))[1],
+    cwd=lambda: ES_DIR,
+    needs=lambda: [(ES_DIR, "-x", "enter"), (find_java(21), "-x", "run")],
 )
 
 SERVICES = [POSTGRES, MARIADB, KAFKA, SCHEMA_REGISTRY, CONNECT, FLINK_JM, FLINK_TM, ELASTICSEARCH]
@@ -788,17 +962,18 @@ SERVICES = [POSTGRES, MARIADB, KAFKA, SCHEMA_REGISTRY, CONNECT, FLINK_JM, FLINK_
 
 
 def connections() -> dict[str, dict]:
-    """Airflow connections (JSON form) that point the provider at this stack."""
-    return {
+    """Airflow connections (JSON form) that point the provider at this stack (Flink's once Flink is installed)."""
+    password = db_password()
+    conns = {
         "kafka_default": {"conn_type": "kafka", "extra": {"bootstrap.servers": f"{HOST}:{PORTS['kafka']}"}},
         "kafka_connect_default": {"conn_type": "kafka_connect", "host": HOST, "port": PORTS["connect"],
                                   "schema": "http"},
         "flink_default": {"conn_type": "flink", "host": HOST, "port": PORTS["flink"], "schema": "http",
-                          "extra": {"python_jar": str(_flink_python_jar())}},
+                          "extra": {"python_jar": str(_flink_python_jar())}} if _flink_installed() else None,
         "postgres_mesh": {"conn_type": "postgres", "host": HOST, "port": PORTS["postgres"],
-                          "login": DB_USER, "password": DB_PASSWORD, "schema": DB_NAME},
+                          "login": DB_USER, "password": password, "schema": DB_NAME},
         "mariadb_mesh": {"conn_type": "mysql", "host": HOST, "port": PORTS["mariadb"],
-                         "login": DB_USER, "password": DB_PASSWORD, "schema": DB_NAME},
+                         "login": DB_USER, "password": password, "schema": DB_NAME},
         # Iceberg: the embedded default, a SQLite catalog and a local warehouse folder.
         "iceberg_default": {"conn_type": "iceberg", "extra": {"catalog": {
             "type": "sql", "uri": f"sqlite:///{STATE / 'iceberg' / 'catalog.db'}",
@@ -808,6 +983,11 @@ def connections() -> dict[str, dict]:
         "schema_registry_default": {"conn_type": "schema_registry", "host": HOST, "port": PORTS["schema-registry"],
                                     "schema": "http", "extra": {"api_path": SCHEMA_REGISTRY_API_PATH}},
     }
+    return {conn_id: conn for conn_id, conn in conns.items() if conn is not None}
+
+
+def _flink_installed() -> bool:
+    return (FLINK_VENV / ".complete").exists()
 
 
 def _flink_python_jar() -> Path:
@@ -815,33 +995,66 @@ def _flink_python_jar() -> Path:
 
 
 def write_connections() -> None:
+    """Write CONNECTIONS_ENV (mode 0600: it holds the databases' password)."""
     (STATE / "iceberg" / "warehouse").mkdir(parents=True, exist_ok=True)
+    password = db_password()
     lines = ["# Airflow connections for the local stack; `set -a; . .stack/connections.env` to use them."]
     for conn_id, conn in connections().items():
         lines.append(f"AIRFLOW_CONN_{conn_id.upper()}='{json.dumps(conn)}'")
-    CONNECTIONS_ENV.write_text("\n".join(lines) + "\n")
+    lines.append("# The databases as URLs, e.g. for `airflow-mesh backfill --source \"$MESH_PG_URL\"`.")
+    lines.append(f"MESH_PG_URL='postgresql://{DB_USER}:{password}@{HOST}:{PORTS['postgres']}/{DB_NAME}'")
+    lines.append(f"MESH_MARIADB_URL='mysql://{DB_USER}:{password}@{HOST}:{PORTS['mariadb']}/{DB_NAME}'")
+    partial = CONNECTIONS_ENV.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write("\n".join(lines) + "\n")
+    partial.replace(CONNECTIONS_ENV)
 
 
 # --------------------------------------------------------------------------- commands
 
 
-def up(started_file: Path | None = None) -> None:
+def selected(names: list[str] | None) -> list[Service]:
+    """The services named (all when None) and those they depend on, in start order."""
+    if not names:
+        return list(SERVICES)
+    by_name = {service.name: service for service in SERVICES}
+    wanted: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo += by_name[name].depends_on
+    return [service for service in SERVICES if service.name in wanted]
+
+
+def up(started_file: Path | None = None, only: list[str] | None = None) -> None:
     """Start every service that is not running and wait until all are healthy.
 
     Args:
         started_file: Where to append the names of the services this call started, so that a
             caller (``make test``) can later stop exactly those.
+        only: Start only these services (and those they depend on); all when None.
+
+    Raises:
+        StackError: If a service cannot be installed, reached by its user, started or made healthy.
     """
-    STATE.mkdir(parents=True, exist_ok=True)
+    services = selected(only)
+    prepare_service_home()
+    check_reachable(services)
+    db_password()  # made (or checked) before anything starts
     # Installs first, so that services are not left waiting on downloads.
-    install_jvm_parts()
-    install_flink()
-    postgres_bin()
-    mariadb_bin("mariadbd")
+    for service in services:
+        service.install()
     t0 = time.monotonic()
-    for service in SERVICES:
+    for service in services:
         pid = service.pid()
-        if pid is not None:
+        if pid is not None and (reason := service.stale(pid)):
+            log(f"{service.name:18} restarting: {reason}")
+            service.stop()
+            pid = service.start()  # it ran before this call: not one for `down --started-file` to stop
+        elif pid is not None:
             log(f"{service.name:18} already running (pid {pid})")
         else:
             log(f"{service.name:18} starting")
@@ -852,8 +1065,8 @@ def up(started_file: Path | None = None) -> None:
         service.wait_healthy(pid)
         service.after_start()
     write_connections()
-    log(f"stack up in {time.monotonic() - t0:.1f}s; connections in {CONNECTIONS_ENV.relative_to(ROOT)}")
-    status()
+    log(f"stack up in {time.monotonic() - t0:.1f}s; connections in {CONNECTIONS_ENV}")
+    status(services)
 
 
 def down(started_file: Path | None = None) -> None:
@@ -867,10 +1080,32 @@ def down(started_file: Path | None = None) -> None:
             log(f"{service.name:18} stopped")
 
 
-def status() -> int:
+def clean() -> None:
+    """Remove the service home of a stack whose services are all stopped (``make clean`` then removes ``.stack``).
+
+    Raises:
+        StackError: If a service still runs, or the service home is not marked as this stack's.
+    """
+    running = [service.name for service in SERVICES if service.pid() is not None]
+    if running:
+        raise StackError(f"{', '.join(running)} still running: stop the stack first (`make down`)")
+    if SERVICE_HOME != STATE and SERVICE_HOME.exists():
+        marker = SERVICE_HOME / SERVICE_HOME_MARKER
+        if not marker.exists() or marker.read_text().strip() != str(STATE):
+            raise StackError(f"{SERVICE_HOME} is named in {SERVICE_HOME_POINTER} but {marker} does not name "
+                             f"{STATE}: check that folder and remove it by hand")
+        shutil.rmtree(SERVICE_HOME)
+        log(f"removed {SERVICE_HOME}")
+    for name in ("postgres", "mariadb", "elasticsearch"):
+        if (STATE / name).is_symlink():
+            (STATE / name).unlink()
+    SERVICE_HOME_POINTER.unlink(missing_ok=True)
+
+
+def status(services: list[Service] | None = None) -> int:
     """Print one line per service; returns the number of services that are down."""
     down_count = 0
-    for service in SERVICES:
+    for service in services or SERVICES:
         pid = service.pid()
         state = "up" if pid is not None and service.healthy() else ("starting" if pid else "down")
         down_count += state != "up"
@@ -880,15 +1115,19 @@ def status() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "clean"])
     parser.add_argument("--started-file", type=Path,
                         help="up: record the services this call starts; down: stop only those")
+    parser.add_argument("--only", nargs="+", metavar="SERVICE", choices=[service.name for service in SERVICES],
+                        help="up: start only these services and those they depend on")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            up(args.started_file)
+            up(args.started_file, args.only)
         elif args.command == "down":
             down(args.started_file)
+        elif args.command == "clean":
+            clean()
         elif args.command == "env":
             write_connections()
             print(CONNECTIONS_ENV.read_text(), end="")

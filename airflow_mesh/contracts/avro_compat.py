@@ -14,6 +14,11 @@ can produce resolves against the reader:
   first reader-union branch it matches;
 * decimals match only when precision and scale are equal; other logical types (and a
   decimal facing a plain type) resolve as their underlying type. ``doc`` is ignored.
+* an invalid decimal (a precision that is not a positive integer, a scale that is not an
+  integer from 0 to the precision, a ``fixed`` too small for the precision, a decimal on a
+  type other than bytes or fixed) is, as the specification says, ignored: the type is its
+  underlying type, in the checker and in the parsed schema used to decode data. fastavro's
+  parser rejects most of these instead.
 
 Incompatibility paths use dotted field names (``customer.address.zip``), ``[]`` for array
 items, ``{}`` for map values and ``<branch>`` for the branch of a writer union, e.g.
@@ -24,6 +29,7 @@ first path where the pair of types is resolved, which also makes recursive types
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -245,7 +251,7 @@ def _parse(schema: SchemaInput, role: str) -> ParsedSchema:
     loaded = _load_json(schema, role)
     named: dict[str, dict[str, Any]] = {}
     try:
-        root = parse_schema(loaded, named_schemas=named)
+        root = parse_schema(_without_invalid_decimals(loaded), named_schemas=named)
         _enforce_rules_fastavro_skips(root, set())
     except UnknownType as exc:
         raise InvalidSchemaError(f"invalid {role}: unknown type {exc.name!r}") from exc
@@ -267,6 +273,69 @@ def _load_json(schema: SchemaInput, role: str) -> _Schema:
             f"invalid {role}: expected JSON text, a type name, a dict or a list, got {type(schema).__name__}"
         )
     return schema
+
+
+def _without_invalid_decimals(schema: _Schema) -> _Schema:
+    """The schema with the logical type of each invalid decimal removed (a copy where anything changed).
+
+    The Avro specification: "If a logical type is invalid, for example a decimal with scale greater
+    than its precision, then implementations should ignore the logical type and use the underlying
+    Avro type." Its other attributes (``precision``, ``scale``) stay, as attributes without meaning.
+    Only type definitions are walked; a ``logicalType`` on a record field is no type's and stays.
+    """
+    if isinstance(schema, list):
+        return [_without_invalid_decimals(branch) for branch in schema]
+    if not isinstance(schema, dict):
+        return schema
+    cleaned = dict(schema)
+    if cleaned.get("logicalType") == "decimal" and not _is_valid_decimal(cleaned):
+        del cleaned["logicalType"]
+    if isinstance(cleaned.get("type"), (dict, list)):
+        cleaned["type"] = _without_invalid_decimals(cleaned["type"])
+    for key in ("items", "values"):
+        if key in cleaned:
+            cleaned[key] = _without_invalid_decimals(cleaned[key])
+    if isinstance(cleaned.get("fields"), list):
+        cleaned["fields"] = [
+            {**field, "type": _without_invalid_decimals(field["type"])}
+            if isinstance(field, dict) and "type" in field else field
+            for field in cleaned["fields"]
+        ]
+    return cleaned
+
+
+def _is_valid_decimal(schema: dict[str, Any]) -> bool:
+    """Whether a decimal's attributes are what the specification requires of them.
+
+    A positive integer precision; a scale (default 0) that is an integer from 0 to the precision;
+    bytes or fixed underneath, a fixed of ``size`` bytes holding at most
+    floor(log10(2**(8 * size - 1) - 1)) digits. JSON integers only: not ``true``, not ``4.0``.
+    """
+    precision, scale = schema.get("precision"), schema.get("scale", 0)
+    if not (_is_integer(precision) and _is_integer(scale) and 0 <= scale <= precision and precision >= 1):
+        return False
+    if schema.get("type") == "bytes":
+        return True
+    if schema.get("type") == "fixed":
+        size = schema.get("size")
+        return _is_integer(size) and size >= 1 and precision <= _fixed_decimal_digits(size)
+    return False
+
+
+def _fixed_decimal_digits(size: int) -> int:
+    """How many decimal digits a signed ``fixed`` of ``size`` bytes always holds."""
+    digits = math.floor((8 * size - 1) * math.log10(2))  # 2**k is never a power of ten...
+    if size <= 65536:  # ...but floats round: made exact while the integers stay small
+        largest = 2 ** (8 * size - 1) - 1
+        while 10 ** (digits + 1) <= largest:
+            digits += 1
+        while 10**digits > largest:
+            digits -= 1
+    return digits
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _enforce_rules_fastavro_skips(schema: _Schema, defined: set[str]) -> None:
@@ -459,8 +528,8 @@ def _kind(schema: _Schema) -> str:
 
 
 def _decimal(schema: _Schema) -> tuple[int, int] | None:
-    """Precision and scale of a decimal; None for other types and invalid decimals."""
-    if isinstance(schema, dict) and schema.get("logicalType") == "decimal" and "precision" in schema:
+    """Precision and scale of a decimal; None for other types (parsing removed invalid decimals)."""
+    if isinstance(schema, dict) and schema.get("logicalType") == "decimal":
         return schema["precision"], schema.get("scale", 0)
     return None
 

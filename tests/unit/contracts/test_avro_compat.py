@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
+import fastavro
 import pytest
 
 from airflow_mesh.contracts.avro_compat import (
@@ -16,6 +18,7 @@ from airflow_mesh.contracts.avro_compat import (
     SchemaInput,
     check_can_read,
     check_compatibility,
+    parse_avro_schema,
 )
 
 
@@ -350,11 +353,99 @@ class TestLogicalTypes:
             ("", "writer type bytes decimal(precision=10, scale=2) matches no branch of reader union [bytes, null]")
         ]
 
+    def test_a_fixed_decimal_holds_as_many_digits_as_its_size_allows(self) -> None:
+        # 8 bytes hold 2**63 - 1, 19 digits: precision 18 is the most that always fits.
+        assert problems(decimal(18, 1, fixed("Money", 8)), decimal(18, 0, fixed("Money", 8))) != []
+        assert problems(decimal(18, 1, fixed("Money", 8)), decimal(19, 0, fixed("Money", 8))) == []
+        assert problems(decimal(2, 1, fixed("Cents", 1)), decimal(2, 0, fixed("Cents", 1))) != []
+        assert problems(decimal(2, 1, fixed("Cents", 1)), decimal(3, 0, fixed("Cents", 1))) == []
+
     def test_other_logical_types_follow_the_underlying_type(self) -> None:
         date = {"type": "int", "logicalType": "date"}
         timestamp = {"type": "long", "logicalType": "timestamp-millis"}
         assert problems(timestamp, date) == []
         assert problems(date, timestamp) == [("", "writer type long cannot be read as int")]
+
+
+# Decimals the Avro specification calls invalid: "implementations should ignore the logical type
+# and use the underlying Avro type" (bytes, fixed, or whatever type a decimal wrongly annotates).
+INVALID_DECIMALS = [
+    pytest.param({"type": "bytes", "logicalType": "decimal", "precision": 2, "scale": 5}, id="scale-above-precision"),
+    pytest.param({"type": "bytes", "logicalType": "decimal", "precision": 0}, id="precision-0"),
+    pytest.param({"type": "bytes", "logicalType": "decimal", "precision": -3}, id="negative-precision"),
+    pytest.param({"type": "bytes", "logicalType": "decimal", "precision": 4, "scale": -1}, id="negative-scale"),
+    pytest.param({"type": "bytes", "logicalType": "decimal"}, id="no-precision"),
+    pytest.param({"type": "bytes", "logicalType": "decimal", "precision": None}, id="null-precision"),
+    pytest.param({"type": "bytes", "logicalType": "decimal", "precision": 4.5, "scale": 2}, id="fractional-precision"),
+    pytest.param({"type": "bytes", "logicalType": "decimal", "precision": 4.0, "scale": 2}, id="float-precision"),
+    pytest.param({"type": "bytes", "logicalType": "decimal", "precision": "10", "scale": 2}, id="string-precision"),
+    pytest.param({"type": "bytes", "logicalType": "decimal", "precision": True}, id="boolean-precision"),
+    pytest.param({"type": "bytes", "logicalType": "decimal", "precision": 6, "scale": 1.5}, id="fractional-scale"),
+    pytest.param({"type": "bytes", "logicalType": "decimal", "precision": 6, "scale": "2"}, id="string-scale"),
+    pytest.param({"type": "bytes", "logicalType": "decimal", "precision": 6, "scale": None}, id="null-scale"),
+    pytest.param(decimal(5, 0, fixed("Money", 2)), id="fixed-too-small"),
+    pytest.param(decimal(3, 0, fixed("Money", 0)), id="fixed-of-size-0"),
+    pytest.param(decimal(4, 2, "string"), id="on-a-string"),
+    pytest.param(decimal(4, 2, "long"), id="on-a-long"),
+]
+
+
+def underlying(schema: dict[str, Any]) -> Any:
+    """The type an invalid decimal stands for: its type without the logical type's attributes."""
+    rest = {key: value for key, value in schema.items() if key not in ("logicalType", "precision", "scale")}
+    return rest if rest["type"] == "fixed" else rest["type"]
+
+
+class TestInvalidDecimals:
+    @pytest.mark.parametrize("invalid", INVALID_DECIMALS)
+    def test_an_invalid_writer_decimal_is_read_as_its_underlying_type(self, invalid: dict[str, Any]) -> None:
+        assert problems(in_record(underlying(invalid)), in_record(invalid)) == []
+        # ...so it is no decimal to compare: a reader decimal facing it resolves as its underlying type.
+        reader_decimal = decimal(8, 2, underlying(invalid)) if invalid["type"] == "fixed" else decimal(8, 2)
+        if invalid["type"] in ("bytes", "fixed"):
+            assert problems(in_record(reader_decimal), in_record(invalid)) == []
+
+    @pytest.mark.parametrize("invalid", INVALID_DECIMALS)
+    def test_an_invalid_reader_decimal_reads_as_its_underlying_type(self, invalid: dict[str, Any]) -> None:
+        writer = underlying(invalid)
+        if invalid["type"] in ("bytes", "fixed"):
+            writer = decimal(8, 2, underlying(invalid)) if invalid["type"] == "fixed" else decimal(8, 2)
+        assert problems(in_record(invalid), in_record(writer)) == []
+        assert problems(in_record(invalid), in_record(invalid)) == []
+
+    @pytest.mark.parametrize("invalid", INVALID_DECIMALS)
+    def test_messages_name_the_underlying_type(self, invalid: dict[str, Any]) -> None:
+        found = problems(in_record("boolean"), in_record(invalid))
+        assert len(found) == 1 and found[0][0] == "value"
+        assert found[0][1].startswith(f"writer type {invalid['type']} ")
+        assert "decimal" not in found[0][1]
+
+    def test_invalid_decimals_are_found_at_any_depth(self) -> None:
+        invalid = {"type": "bytes", "logicalType": "decimal", "precision": 0}
+        money = decimal(30, 2, fixed("Money", 4, namespace="shop"))  # 4 bytes hold 9 digits
+        writer = record("Order", field("lines", {"type": "array", "items": {"type": "map", "values": invalid}}),
+                        field("total", ["null", money]), field("tax", "shop.Money"), namespace="shop")
+        reader = record("Order", field("lines", {"type": "array", "items": {"type": "map", "values": decimal(9, 3)}}),
+                        field("total", ["null", decimal(9, 2, fixed("Money", 4))]), field("tax", "shop.Money"),
+                        namespace="shop")
+        assert problems(reader, writer) == []
+
+    def test_the_caller_s_schema_is_left_as_it_was(self) -> None:
+        invalid = decimal(2, 5)
+        writer = in_record(invalid)
+        check_can_read(in_record("bytes"), writer)
+        assert writer == in_record(decimal(2, 5))
+
+    @pytest.mark.parametrize("invalid", INVALID_DECIMALS)
+    def test_the_parsed_schema_decodes_an_invalid_decimal_as_its_underlying_type(self, invalid: dict[str, Any]) -> None:
+        """What record validation decodes with: the underlying type's value, not an error."""
+        value = {"bytes": b"\x01\x02", "fixed": b"\x00" * invalid.get("size", 0), "string": "x", "long": 7}
+        datum = {"value": value[invalid["type"]]}
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, fastavro.parse_schema(in_record(underlying(invalid))), datum)
+        buffer.seek(0)
+        parsed = parse_avro_schema(in_record(invalid))
+        assert fastavro.schemaless_reader(buffer, parsed.root, None) == datum
 
 
 class TestNamedReferences:
@@ -417,7 +508,6 @@ class TestSchemaInput:
             (record("Order", aliases="Purchase"), "aliases of Order must be a list"),
             ({"type": "fixed", "name": "Hash"}, "missing attribute 'size'"),
             (enum("Status", "NEW", "NEW"), "All symbols in an enum must be unique"),
-            (decimal(2, 5), "decimal scale must be less than or equal to the precision"),
             (record("Order", field("id", "int", default="x")), "Default value <x> must match schema type: int"),
             (["null", "int", "null"], "a union cannot contain more than one null branch"),
             (["null", ["int", "long"]], "a union cannot directly contain another union"),
