@@ -1,7 +1,12 @@
-"""Checkpoints: which ranges of a backfill are done, with their row counts and checksums.
+"""Checkpoints: a job's open run (its plan, its done ranges with their row counts and checksums),
+and each stream's high-water mark.
 
-A range is recorded only after the target committed it; a run that is killed (even with SIGKILL)
-redoes the unrecorded ranges, and since writing a range replaces it, no row is lost or doubled.
+A run is open from its first attempt until it completes (copied, and verified when asked): a retry,
+or a rerun after a kill, resumes it (same plan, same cursor bounds; the done ranges are skipped). A
+range is recorded only after the target committed it; a run that is killed (even with SIGKILL)
+redoes the unrecorded ranges, and since writing a range replaces it, no row is lost or doubled. When
+a run completes, its plan and done ranges are dropped: the job's next run is a new one (a full copy
+copies again; an incremental one starts at the mark the completed run set).
 SQLite keeps each record durable the moment it is written.
 """
 
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from airflow_mesh.backfill.keys import KeyRange
@@ -32,6 +38,9 @@ class CheckpointStore:
             db.execute("CREATE TABLE IF NOT EXISTS watermarks (stream TEXT PRIMARY KEY, cursor TEXT, updated_at REAL)")
             db.execute("CREATE TABLE IF NOT EXISTS plans (job TEXT PRIMARY KEY, ranges TEXT, rows INTEGER, "
                        "created_at REAL)")
+            # The open run of a job: its cursor bounds, fixed at its first attempt, and how many attempts.
+            db.execute("CREATE TABLE IF NOT EXISTS runs (job TEXT PRIMARY KEY, started_at REAL, cursor_after TEXT, "
+                       "mark TEXT, attempts INTEGER)")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -78,12 +87,76 @@ class CheckpointStore:
             db.execute("INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?)", (stream, cursor, time.time()))
 
     def forget(self, job: str) -> None:
-        """Drop a job's records (a fresh start)."""
+        """Drop a job's records, its open run too (a fresh start)."""
         with self._connect() as db:
             db.execute("DELETE FROM done_ranges WHERE job = ?", (job,))
             db.execute("DELETE FROM plans WHERE job = ?", (job,))
+            db.execute("DELETE FROM runs WHERE job = ?", (job,))
 
     def forget_watermark(self, stream: str) -> None:
         """Drop an incremental stream's high-water mark (its next run copies everything)."""
         with self._connect() as db:
             db.execute("DELETE FROM watermarks WHERE stream = ?", (stream,))
+
+    def open_run(self, job: str) -> OpenRun | None:
+        """The job's run that has not completed, or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT started_at, cursor_after, mark, attempts FROM runs WHERE job = ?", (job,)).fetchone()
+        return None if row is None else OpenRun(job, row[0], row[1], row[2], row[3])
+
+    def begin_run(self, job: str, cursor_after: str | None, mark: str | None) -> OpenRun:
+        """Start the job's run, or resume its open one (whose cursor bounds then hold: the mark is the
+        earlier of the first attempt's and ``mark``, so nothing an earlier attempt could not see is
+        passed over).
+
+        Args:
+            job: The job.
+            cursor_after: Where the run reads from (incremental), fixed at its first attempt.
+            mark: The high-water mark this attempt's snapshot proves (ISO text), if any.
+
+        Returns:
+            The run, as it stands after this attempt began.
+        """
+        with self._connect() as db:
+            row = db.execute("SELECT started_at, cursor_after, mark, attempts FROM runs WHERE job = ?", (job,)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, 1)", (job, time.time(), cursor_after, mark))
+                return OpenRun(job, time.time(), cursor_after, mark, 1)
+            marks = [m for m in (row[2], mark) if m is not None]
+            earlier = min(marks, key=_mark_order) if marks else None
+            db.execute("UPDATE runs SET mark = ?, attempts = attempts + 1 WHERE job = ?", (earlier, job))
+            return OpenRun(job, row[0], row[1], earlier, row[3] + 1)
+
+    def complete_run(self, job: str) -> None:
+        """The run succeeded: drop its plan and done ranges, so the job's next run starts anew."""
+        with self._connect() as db:
+            db.execute("DELETE FROM runs WHERE job = ?", (job,))
+            db.execute("DELETE FROM done_ranges WHERE job = ?", (job,))
+            db.execute("DELETE FROM plans WHERE job = ?", (job,))
+
+
+def _mark_order(mark: str) -> tuple[int, float | str]:
+    """Marks in their order: numbers as numbers, times (ISO 8601 in UTC, one format) as text."""
+    try:
+        return 0, float(mark)
+    except ValueError:
+        return 1, mark
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A run that has begun and not completed.
+
+    Attributes:
+        job: The job.
+        started_at: When its first attempt began (epoch seconds).
+        cursor_after: Where it reads from (incremental), as its first attempt fixed it.
+        mark: The high-water mark it proves once complete (ISO text), if any.
+        attempts: How many attempts it has had, this one included.
+    """
+
+    job: str
+    started_at: float
+    cursor_after: str | None
+    mark: str | None
+    attempts: int

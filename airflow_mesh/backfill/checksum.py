@@ -49,13 +49,27 @@ def table_checksum(table: pa.Table) -> tuple[int, int]:
     """
     if table.num_rows == 0:
         return 0, 0
+    return table.num_rows, int(row_hashes(table).sum()) & MASK
+
+
+def row_hashes(table: pa.Table) -> pl.Series:
+    """Each row's 64-bit hash, as ``table_checksum`` sums them (columns in name order, each in its
+    canonical form): equal rows hash equally on both sides of a copy."""
     canonical = _canonical(table.select(sorted(table.column_names)))
     frame = pl.from_arrow(canonical)
     decimals = [f.name for f in canonical.schema if _polars_formats(f.type)]
     if decimals:
         frame = frame.with_columns(pl.col(decimals).cast(pl.String))
-    hashes = frame.hash_rows(seed=0x6D657368)
-    return table.num_rows, int(hashes.sum()) & MASK
+    return frame.hash_rows(seed=0x6D657368)
+
+
+def canonical_keys(table: pa.Table, keys: tuple[str, ...]) -> pl.DataFrame:
+    """The key columns of a table in the canonical form rows are hashed in (what two sides compare
+    keys by, e.g. a timestamp as its microseconds, a uuid as its bytes)."""
+    canonical = _canonical(table.select(list(keys)))
+    columns = [column.storage if isinstance(column.type, pa.BaseExtensionType) else column
+               for column in (c.combine_chunks() for c in canonical.columns)]
+    return pl.from_arrow(pa.table(columns, names=list(keys)))
 
 
 def combine(parts: list[tuple[int, int]]) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -17,7 +18,8 @@ from airflow_mesh.backfill.checksum import batches_checksum, combine, table_chec
 from airflow_mesh.backfill.errors import PlanError, StaleCheckpointError, VerificationError
 from airflow_mesh.backfill.explain import at, reading
 from airflow_mesh.backfill.keys import KeyRange, extend_ranges, plan_ranges, ranges_from_sample
-from airflow_mesh.backfill.plan import BackfillRequest, Mode, job_id
+from airflow_mesh.backfill import marks
+from airflow_mesh.backfill.plan import SEES, BackfillRequest, Mode, job_id, stream_id
 from airflow_mesh.backfill.sources import Source, TableInfo
 from airflow_mesh.backfill.targets import StagingTarget, Target
 
@@ -57,8 +59,11 @@ class Summary:
     checksums: dict[str, list[int]] = field(default_factory=dict)
     dry_run: bool = False
     cursor_after: str | None = None
-    cursor_max: str | None = None
+    cursor_max: str | None = None  # the stream's new high-water mark (what the run's view proves)
     restarted: bool = False
+    mode: str = "full"
+    sees: str = ""  # what the mode can see of the source's changes (plan.SEES)
+    consistent: bool = False  # every range was read in one view of the source
 
     def to_dict(self, details: bool = True) -> dict:
         """The summary as JSON; ``details=False`` leaves out the per-range checksums."""
@@ -199,25 +204,31 @@ def read_range(source: Source, the_plan: Plan, request: BackfillRequest, key_ran
 def run(source: Source, target: Target, request: BackfillRequest, checkpoints: CheckpointStore,
         on_progress: Callable[[int, int], None] | None = None, verify: bool = True, restart: bool = False,
         on_verify: Callable[[int, int], None] | None = None) -> Summary:
-    """Copy ``request.table`` from source to target, resuming from the checkpoints, then verify.
+    """Copy ``request.table`` from source to target in one consistent view of the source, resuming
+    the job's open run from its checkpoints, then verify.
 
-    In ``incremental`` mode without an explicit ``cursor_after``, the run starts from the stream's
-    high-water mark in the checkpoint store (everything on the first run), overwrites the copied rows
-    by key, verifies the key ranges it touched against the whole source, and then moves the mark.
+    A run stays open until it completes: a retry resumes it (same plan, same cursor bounds, done
+    ranges skipped); once complete its checkpoints go, so the job's next run is a new one (a full
+    copy copies again). A completed run sets its stream's high-water mark to what its view proves
+    (``marks``); an incremental run reads the rows at or past that mark (everything, the first time;
+    a full copy's mark hands over to the incremental runs after it), upserts them by key, and reads
+    each range back right after writing it. What each mode can see: ``plan.SEES``.
 
     Into a staging target (Iceberg) a full copy streams each range from the source into a staged
     file, batch by batch, and commits staged ranges together (see ``_stage_and_commit``); other
     targets, and incremental runs, get each range as one table (``target.write_range``). Staged
     files that a killed run left uncommitted are removed when the job runs again, and at its end.
+    A ``sync`` request is handed to ``sync.sync``.
 
     Args:
         source: Where rows come from.
         target: Where they go (created, or checked to be compatible, before the first write).
         request: What to copy and how.
-        checkpoints: Done ranges: those are skipped; each newly done range is recorded.
+        checkpoints: The job's open run and done ranges, and the stream's mark.
         on_progress: Called with ``(rows_done, rows_total)`` as batches of rows move.
-        verify: Compare every range's row count and checksum on both sides at the end.
-        restart: Forget the job's checkpoints (and, incremental, its high-water mark) and start over.
+        verify: Compare what was written with what the target holds (full: every range at the end;
+            incremental: each range's rows right after they were written).
+        restart: Forget the job's checkpoints (and, incremental, the stream's marks) and start over.
         on_verify: Called with ``(ranges_verified, ranges_to_verify)`` during the final verification.
 
     Returns:
@@ -229,21 +240,78 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
         SourceError, TargetError: a datastore failed (the message names it and has its own words).
         VerificationError: a range differs between source and target (named in the message).
     """
+    if request.mode is Mode.SYNC:
+        from airflow_mesh.backfill.sync import sync
+
+        return sync(source, target, request, checkpoints, on_progress=on_progress, verify=verify, restart=restart,
+                    on_verify=on_verify)
     started = time.monotonic()
     incremental = request.mode is Mode.INCREMENTAL
-    stream = job_id(source.name, target.name, request.model_copy(update={"cursor_after": None}))
+    job, stream = job_id(source.name, target.name, request), stream_id(source.name, target.name, request)
+    described = describe(source, target, request)
+    cursor = _cursor_field(described.info, request) if incremental else None
+    key = marks.mark_key(stream, None if cursor is None or marks.is_time(cursor.type) else cursor.name)
     if restart:
-        checkpoints.forget(job_id(source.name, target.name, request))
+        checkpoints.forget(job)
         if incremental:
-            checkpoints.forget_watermark(stream)
-    if incremental and request.cursor_after is None:
-        request = request.model_copy(update={"cursor_after": checkpoints.watermark(stream)})
-    the_plan = plan(source, target, request, checkpoints)
-    summary = Summary(the_plan.job, request.table, source.name, target.name, ranges=len(the_plan.ranges),
-                      dry_run=request.dry_run, cursor_after=request.cursor_after, restarted=restart)
-    if request.dry_run:
-        summary.rows, summary.seconds = the_plan.rows, time.monotonic() - started
-        return summary
+            checkpoints.forget_watermark(key)
+    with contextlib.ExitStack() as held:
+        with at("source", source.name, "opening a consistent view"):
+            view = held.enter_context(source.consistent())
+        log.info("backfill: %s", view.note)
+        open_run = None if request.dry_run else checkpoints.open_run(job)
+        if incremental:
+            request = _cursor_bounds(request, open_run, checkpoints, key, job)
+        proved = marks.proved_time(view, request.cursor_lag)
+        if cursor is not None and not marks.is_time(cursor.type):
+            with at("source", source.name, f"reading the largest {cursor.name}"):
+                proved = marks.value_mark(source.cursor_max(described.info, cursor.name, request))
+        the_plan = plan(source, target, request, checkpoints)
+        summary = Summary(the_plan.job, request.table, source.name, target.name, ranges=len(the_plan.ranges),
+                          dry_run=request.dry_run, cursor_after=request.cursor_after, restarted=restart,
+                          mode=request.mode.value, sees=SEES[request.mode], consistent=view.consistent)
+        if request.dry_run:
+            summary.rows, summary.seconds = the_plan.rows, time.monotonic() - started
+            return summary
+        this_run = checkpoints.begin_run(job, request.cursor_after, proved)
+        _copy(source, target, request, the_plan, checkpoints, summary, on_progress, verify, on_verify)
+    checkpoints.complete_run(job)
+    summary.cursor_max = this_run.mark
+    if this_run.mark is not None and (incremental or cursor is None):
+        checkpoints.set_watermark(key if incremental else marks.mark_key(stream), this_run.mark)
+    if view.blind:
+        log.warning("backfill: the source would not show other sessions' transactions, so the mark is the "
+                    "run's own time held back by cursor_lag (%ss): %s", request.cursor_lag, view.note)
+    summary.seconds = round(time.monotonic() - started, 3)
+    return summary
+
+
+def _cursor_field(info: TableInfo, request: BackfillRequest) -> pa.Field:
+    if request.cursor_column not in info.schema.names:
+        raise PlanError(f"table {info.name}: cursor column {request.cursor_column!r} does not exist "
+                        f"(columns: {', '.join(info.schema.names)})")
+    return info.schema.field(request.cursor_column)
+
+
+def _cursor_bounds(request: BackfillRequest, open_run: Any, checkpoints: CheckpointStore, key: str,
+                   job: str) -> BackfillRequest:
+    """Where an incremental run reads from: the request's own ``cursor_after``, else the open run's
+    (a resumed run keeps its bounds), else the stream's mark (None: everything)."""
+    if request.cursor_after is not None:
+        if open_run is not None and open_run.cursor_after != request.cursor_after:
+            log.warning("backfill: cursor_after %s differs from the open run's %s: that run is dropped, this one "
+                        "starts anew", request.cursor_after, open_run.cursor_after)
+            checkpoints.forget(job)
+        return request
+    after = open_run.cursor_after if open_run is not None else checkpoints.watermark(key)
+    return request.model_copy(update={"cursor_after": after})
+
+
+def _copy(source: Source, target: Target, request: BackfillRequest, the_plan: Plan, checkpoints: CheckpointStore,
+          summary: Summary, on_progress: Callable[[int, int], None] | None, verify: bool,
+          on_verify: Callable[[int, int], None] | None) -> None:
+    """Move the plan's pending ranges and verify them (fills in ``summary``)."""
+    incremental = request.mode is Mode.INCREMENTAL
     with at("target", target.name, "creating or checking the target"):
         target.prepare(the_plan.info.schema, the_plan.keys)
     done = checkpoints.done(the_plan.job)
@@ -260,24 +328,25 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
     if staging:
         early = _stage_and_commit(source, target, the_plan, request, pending, checkpoints, progress,
                                   verify_early=verify)
-        cursors = []
     else:
-        def move(key_range: KeyRange) -> Any:
+        def move(key_range: KeyRange) -> None:
             data = read_range(source, the_plan, request, key_range, on_rows=progress.add)
             with at("target", target.name, f"writing range {key_range.label}"):
                 target.write_range(key_range, data, upsert=incremental)
             rows, checksum = table_checksum(data)
+            if incremental and verify:  # the rows written, read back by key (others may have changed since)
+                held = table_checksum(rows_of(target, key_range, data, the_plan.keys))
+                if held != (rows, checksum):
+                    raise VerificationError([(key_range.id, (rows, checksum), held)], hint=(
+                        "the rows just written read back differently from the target"))
             checkpoints.record(the_plan.job, key_range, rows, checksum)
-            return _max_cursor(data, request.cursor_column) if incremental else None
 
-        cursors = [c for c in _parallel(move, pending, request.parallelism) if c is not None]
+        _parallel(move, pending, request.parallelism)
     progress.log_line()
     done = checkpoints.done(the_plan.job)
     summary.rows = sum(done[r.id][0] for r in the_plan.ranges)
     summary.checksums = {r.id: list(done[r.id]) for r in the_plan.ranges}
-    if verify:
-        if incremental:  # the touched ranges must now equal the whole source's rows there
-            done = source_checksums(source, the_plan, request, the_plan.ranges)
+    if verify and not incremental:
         unread = the_plan.ranges
         if early:  # read back after their commit: still right if the table still reads the same files there
             with at("target", target.name, "listing the files of the committed ranges"):
@@ -294,15 +363,20 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
                 f"{summary.ranges_skipped} ranges of this run were done by an earlier run (checkpoints in "
                 f"{checkpoints.path}); if the target was changed since, rerun with --restart (restart=True) "
                 "to copy everything again")) from None
-        summary.verified = True
+    summary.verified = verify
     if staging:
         remove_orphans(target, the_plan.job)
-    if incremental and cursors:
-        highest = max(cursors)
-        summary.cursor_max = highest.isoformat() if hasattr(highest, "isoformat") else str(highest)
-        checkpoints.set_watermark(stream, summary.cursor_max)
-    summary.seconds = round(time.monotonic() - started, 3)
-    return summary
+
+
+def rows_of(target: Target, key_range: KeyRange, keys_of: pa.Table, keys: tuple[str, ...]) -> pa.Table:
+    """The target's rows of a range whose keys are among those of ``keys_of`` (in the target's schema)."""
+    read_keys = getattr(target, "read_keys", None)
+    with at("target", target.name, f"reading back range {key_range.label}"):
+        if read_keys is not None:
+            return read_keys(key_range, keys_of.select(list(keys)))
+        held = target.read_range(key_range)
+    wanted = keys_of.select(list(keys))
+    return held.join(wanted, list(keys), join_type="left semi") if held.num_rows and wanted.num_rows else held.slice(0, 0)
 
 
 def _parallel(work: Callable[[KeyRange], T], ranges: list[KeyRange], parallelism: int) -> list[T]:
@@ -457,13 +531,6 @@ def _stage_and_commit(source: Source, target: StagingTarget, the_plan: Plan, req
             continue
         early[rid] = future.result()
     return early
-
-
-def _max_cursor(data: pa.Table, column: str) -> Any:
-    """The largest cursor value of a range (None when it has no rows)."""
-    import pyarrow.compute as pc
-
-    return pc.max(data.column(column)).as_py() if data.num_rows else None
 
 
 def _each_range(work: Callable[[KeyRange], tuple[int, int]], ranges: list[KeyRange], parallelism: int,

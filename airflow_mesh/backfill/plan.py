@@ -29,10 +29,26 @@ def key_columns(key: str | None) -> tuple[str, ...] | None:
 
 
 class Mode(str, enum.Enum):
-    """What to copy."""
+    """What to copy, and what each mode can see.
 
-    FULL = "full"  # every row (that matches `where`)
-    INCREMENTAL = "incremental"  # rows whose cursor column is past the last run's high-water mark
+    ``full`` copies every row (that matches ``where``): the target ends equal to the source's snapshot.
+    ``incremental`` copies the rows whose cursor column is at or past the stream's mark: it cannot see
+    deletes, nor changes that do not move the cursor (or move it into the past). ``sync`` compares
+    source and target range by range (checksums) and repairs the ranges that differ, row by row: it
+    sees inserts, updates (silent ones too) and deletes.
+    """
+
+    FULL = "full"
+    INCREMENTAL = "incremental"
+    SYNC = "sync"
+
+
+SEES = {
+    Mode.FULL: "every row of the source's snapshot (a rerun copies everything again)",
+    Mode.INCREMENTAL: "inserts and updates that move the cursor column forward; NOT deletes, NOT updates that "
+                      "leave the cursor alone or set it into the past (run a sync for those)",
+    Mode.SYNC: "inserts, updates (also those that leave the cursor alone) and deletes, by comparing both sides",
+}
 
 
 class BackfillRequest(BaseModel):
@@ -52,6 +68,8 @@ class BackfillRequest(BaseModel):
         range_size: Rows per key range (the unit of parallelism, checkpointing and verification).
         parallelism: Ranges moved at once.
         dry_run: Plan and count only; write nothing.
+        cursor_lag: Seconds the new high-water mark is held back by, beyond what the source's snapshot
+            proves (for cursor values written by clocks other than the database's).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -65,6 +83,7 @@ class BackfillRequest(BaseModel):
     range_size: int = Field(default=250_000, ge=1, le=50_000_000)
     parallelism: int = Field(default=2, ge=1, le=64)
     dry_run: bool = False
+    cursor_lag: float = Field(default=0.0, ge=0, le=7 * 86_400)
 
     @field_validator("table")
     @classmethod
@@ -120,8 +139,21 @@ class BackfillRequest(BaseModel):
         return self
 
 
+# How a run is done, not what it copies: none of these changes a job's identity.
+_HOW = {"parallelism", "dry_run", "range_size", "cursor_after", "cursor_lag"}
+
+
+def _digest(payload: object) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def stream_id(source: str, target: str, request: BackfillRequest) -> str:
+    """What a target holds of a source: the table, key, filter and column choices, whatever the mode.
+    High-water marks belong to a stream, so a full copy hands its mark to the incremental runs after it."""
+    return _digest([source, target, request.model_dump(mode="json", exclude=_HOW | {"mode", "cursor_column"})])
+
+
 def job_id(source: str, target: str, request: BackfillRequest) -> str:
-    """A stable id of one backfill (same source, target and request -> same id): the checkpoint key."""
-    payload = json.dumps([source, target, request.model_dump(mode="json", exclude={"parallelism", "dry_run"})],
-                         sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    """A stable id of one backfill job: its stream and its mode (and cursor column), not the range size,
+    parallelism or cursor position. Checkpoints (the open run's plan and done ranges) are kept by job."""
+    return _digest([source, target, request.model_dump(mode="json", exclude=_HOW)])

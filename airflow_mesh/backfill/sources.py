@@ -7,6 +7,8 @@ predicates (``key >= lo AND key < hi``, row values for composite keys), never OF
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import threading
 import weakref
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from airflow_mesh.backfill.errors import PlanError
 from airflow_mesh.backfill.filters import parse_filter
 from airflow_mesh.backfill.keys import KeyRange, json_value, range_condition, range_count
 from airflow_mesh.backfill.plan import BackfillRequest, Mode, key_columns
-from airflow_mesh.backfill.sqltext import identifier, literal, range_predicate, table_name
+from airflow_mesh.backfill.sqltext import identifier, key_literal, literal, range_predicate, table_name
 from airflow_mesh.backfill.types import arrow_type
 
 
@@ -90,10 +92,38 @@ class TableInfo:
         return [(c, self.schema.field(c).type) for c in columns]
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What a run's view of the source proves.
+
+    Attributes:
+        safe_until: Every change that committed, or whose transaction began, before this instant
+            (UTC) is visible to the run; None when the source cannot tell (Iceberg).
+        consistent: Every read of the run sees the same state of the source (PostgreSQL's exported
+            snapshot, Iceberg's pinned snapshot); MariaDB reads each range at its own moment.
+        blind: The source would not show the run the other sessions' transactions (a missing
+            privilege), so ``safe_until`` is the snapshot's own time held back by the request's lag.
+        note: Why the view is what it is, for the log and the summary.
+    """
+
+    safe_until: dt.datetime | None = None
+    consistent: bool = False
+    blind: bool = False
+    note: str = ""
+
+
+NO_SNAPSHOT = Snapshot()
+
+
 class Source(Protocol):
     """What the engine needs from a source."""
 
     name: str
+
+    def consistent(self) -> contextlib.AbstractContextManager[Snapshot]:
+        """Read everything of a run, until the block ends, as one view of the source (where the
+        source can), and say what that view proves."""
+        ...
 
     def describe(self, table: str) -> TableInfo: ...
 
@@ -170,8 +200,34 @@ class _SqlSource:
     def _select(self, column: pa.Field) -> str:
         return self._ident(column.name)
 
+    @contextlib.contextmanager
+    def consistent(self) -> Iterator[Snapshot]:
+        """A run's view: each range read at its own moment (no snapshot to share), and the instant
+        before which every change is visible to every read: the oldest open transaction's start (or
+        now), taken before the first read."""
+        now, oldest, blind = self._horizon()
+        safe = min(t for t in (now, oldest) if t is not None)
+        yield Snapshot(safe_until=safe, consistent=False, blind=blind,
+                       note="ranges are read at their own moments" + (
+                           "; other sessions' transactions cannot be seen (grant PROCESS)" if blind else ""))
+
+    def _horizon(self) -> tuple[dt.datetime, dt.datetime | None, bool]:
+        """``(now, start of the oldest open transaction of another session, blind)``, all in UTC."""
+        raise NotImplementedError
+
     def _ident(self, name: str) -> str:
         return identifier(name, self.dialect)
+
+    def _cursor_literal(self, mark: str, t: pa.DataType) -> str:
+        """A mark as a literal of its cursor column's type: a time mark (ISO 8601, UTC) as the
+        column holds times (with a zone: as it is; without one, and in MariaDB: UTC's wall time)."""
+        if pa.types.is_timestamp(t) or pa.types.is_date(t):
+            instant = dt.datetime.fromisoformat(mark)
+            if instant.tzinfo is not None and (not (pa.types.is_timestamp(t) and t.tz) or self.dialect == "mysql"):
+                instant = instant.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            text = instant.date().isoformat() if pa.types.is_date(t) else instant.isoformat(sep=" ")
+            return self._literal(text)
+        return key_literal(mark, t, self.dialect)
 
     def _table(self, info: TableInfo | str) -> str:
         return table_name(info.name if isinstance(info, TableInfo) else info, self.dialect)
@@ -214,7 +270,10 @@ class _SqlSource:
         if request.where:
             conditions.append(parse_filter(request.where, self.dialect))
         if request.mode is Mode.INCREMENTAL and request.cursor_after is not None:
-            conditions.append(f"{self._ident(request.cursor_column)} > {self._literal(request.cursor_after)}")
+            # At or past the mark: the rows at the mark itself are read again (they may have been
+            # written by a transaction the last run could not see yet), and upserted by key.
+            cursor = info.schema.field(request.cursor_column)
+            conditions.append(f"{self._ident(cursor.name)} >= {self._cursor_literal(request.cursor_after, cursor.type)}")
         conditions += [c for c in extra if c]
         return (" WHERE " + " AND ".join(conditions)) if conditions else ""
 
@@ -271,6 +330,12 @@ class _SqlSource:
             return _key_tuples(table, keys), table.num_rows
         table = self._key_table(info, keys, request, min(1.0, wanted / estimate))
         return _key_tuples(table, keys), estimate
+
+    def cursor_max(self, info: TableInfo, column: str, request: BackfillRequest) -> Any:
+        """The largest value of a cursor column among the rows the request's filter selects."""
+        unbounded = request.model_copy(update={"cursor_after": None})
+        return self._query(f"SELECT max({self._ident(column)}) AS m FROM {self._table(info)}"
+                           + self._where(info, (), unbounded, None)).to_pylist()[0]["m"]
 
     def duplicate_key(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest) -> tuple[Any, ...] | None:
         """A key value that more than one selected row holds, or a NULL key; None when unique.
@@ -331,6 +396,47 @@ class PostgresSource(_SqlSource):
     def _estimate_sql(self, info: TableInfo) -> str:
         return f"SELECT reltuples::bigint AS n FROM pg_class WHERE oid = {self._literal(self._table(info))}::regclass"
 
+    _snapshot_id: str | None = None
+
+    # Who may still commit rows the run's snapshot cannot see: every open transaction of another
+    # client session of this database (one that has not written yet writes now() = its start).
+    HORIZON_SQL = (
+        "SELECT now() AS now, "
+        "(SELECT min(xact_start) FROM pg_stat_activity WHERE datname = current_database() "
+        " AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start IS NOT NULL) AS oldest, "
+        "(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        " AND backend_type = 'client backend' AND state IS NULL) AS hidden")
+
+    @contextlib.contextmanager
+    def consistent(self) -> Iterator[Snapshot]:
+        """Export a snapshot (``pg_export_snapshot``) and read every range of the run in it: one
+        REPEATABLE READ, READ ONLY view for all readers, verification included. The exporting
+        transaction stays open until the block ends (as pg_dump's does: vacuum keeps the rows it
+        could see). ``safe_until`` is the start of the oldest transaction still open at the export
+        (its rows, committed later, carry a cursor no earlier than that), else the export's time."""
+        with self._connect() as conn, conn.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur.execute("SELECT pg_export_snapshot() AS id")
+            snapshot_id = cur.fetchone()[0]
+            cur.execute(self.HORIZON_SQL)
+            now, oldest, hidden = cur.fetchone()
+            self._snapshot_id = snapshot_id
+            try:
+                safe = min(t for t in (now, oldest) if t is not None).astimezone(dt.timezone.utc)
+                yield Snapshot(safe_until=safe, consistent=True, blind=bool(hidden),
+                               note=f"snapshot {snapshot_id}" + (
+                                   f"; {hidden} sessions of other users cannot be seen (grant pg_read_all_stats)"
+                                   if hidden else ""))
+            finally:
+                self._snapshot_id = None
+                conn.rollback()
+
+    def _in_snapshot(self, cur: Any) -> None:
+        """Make the cursor's transaction read the run's exported snapshot, if there is one."""
+        if self._snapshot_id is not None:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur.execute(f"SET TRANSACTION SNAPSHOT {literal(self._snapshot_id, 'postgres')}")
+
     def _sample_clause(self, fraction: float) -> tuple[str, str]:
         # Whole pages at random (no scan of the table); REPEATABLE: the same table gives the same plan.
         return f" TABLESAMPLE SYSTEM ({fraction * 100:.6f}) REPEATABLE (42)", ""
@@ -347,11 +453,13 @@ class PostgresSource(_SqlSource):
 
     def _query(self, sql: str) -> pa.Table:
         with self._connect() as conn, conn.cursor() as cur:
+            self._in_snapshot(cur)
             cur.execute(sql)
             return cur.fetch_arrow_table()
 
     def _stream(self, sql: str) -> Iterator[pa.RecordBatch]:
         with self._connect() as conn, conn.cursor() as cur:
+            self._in_snapshot(cur)
             cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(self.BATCH_BYTES)})
             cur.execute(sql)
             yield from cur.fetch_record_batch()
@@ -396,6 +504,28 @@ class MariaDbSource(_SqlSource):
             names = [d[0] for d in cur.description or ()]
             rows = cur.fetchall()
         return pa.table({name: pa.array([row[i] for row in rows]) for i, name in enumerate(names)})
+
+    def _horizon(self) -> tuple[dt.datetime, dt.datetime | None, bool]:
+        """InnoDB's open transactions (``information_schema.INNODB_TRX``, which needs the PROCESS
+        privilege: without it the run is blind to them). Times in UTC (the session's zone is set)."""
+        import pymysql
+
+        location = self.location
+        with pymysql.connect(host=location.host, port=location.port, user=location.user, password=location.password,
+                             database=location.database, charset="utf8mb4", connect_timeout=15,
+                             init_command="SET time_zone = '+00:00'") as conn, conn.cursor() as cur:
+            cur.execute("SELECT UTC_TIMESTAMP(6)")
+            now = cur.fetchone()[0].replace(tzinfo=dt.timezone.utc)
+            try:
+                cur.execute("SELECT MIN(trx_started) FROM information_schema.INNODB_TRX "
+                            "WHERE trx_mysql_thread_id <> CONNECTION_ID()")
+            except pymysql.err.OperationalError:  # 1227: access denied (no PROCESS)
+                return now, None, True
+            oldest = cur.fetchone()[0]
+            cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST")
+            sees_others = cur.fetchone()[0] > 1
+        # INNODB_TRX shows every session's transactions only with PROCESS; PROCESSLIST alike.
+        return now, oldest.replace(tzinfo=dt.timezone.utc) if oldest else None, not sees_others
 
     def _stream(self, sql: str) -> Iterator[pa.RecordBatch]:
         import connectorx
@@ -450,6 +580,26 @@ class IcebergSource:
 
         self.catalog = load_catalog(catalog_name, **catalog_properties)
         self.name = f"iceberg://{catalog_properties.get('uri', catalog_name)}"
+        self._pinned: dict[str, int | None] | None = None
+
+    @contextlib.contextmanager
+    def consistent(self) -> Iterator[Snapshot]:
+        """Every scan of the run reads the table's snapshot current at its first scan."""
+        self._pinned = {}
+        try:
+            yield Snapshot(consistent=True, note="the table's snapshot is pinned for the run")
+        finally:
+            self._pinned = None
+
+    def _scan(self, table: str, **options: Any) -> Any:
+        iceberg = self.catalog.load_table(table)
+        if self._pinned is not None:
+            if table not in self._pinned:
+                current = iceberg.current_snapshot()
+                self._pinned[table] = current.snapshot_id if current else None
+            if self._pinned[table] is not None:
+                options["snapshot_id"] = self._pinned[table]
+        return iceberg.scan(**options)
 
     def describe(self, table: str) -> TableInfo:
         """The table's columns, and its identifier fields as its key (Iceberg does not enforce
@@ -469,7 +619,7 @@ class IcebergSource:
             raise PlanError("an Iceberg source takes no SQL filter or incremental cursor (yet)")
 
     def _keys(self, info: TableInfo, keys: tuple[str, ...]) -> pa.Table:
-        return self.catalog.load_table(info.name).scan(selected_fields=keys).to_arrow()
+        return self._scan(info.name, selected_fields=keys).to_arrow()
 
     def key_bounds(self, info: TableInfo, key: str, request: BackfillRequest,
                    exact_count: bool = True) -> tuple[int | None, int | None, int]:
@@ -503,6 +653,6 @@ class IcebergSource:
 
     def read_range(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
                    key_range: KeyRange) -> Iterator[pa.RecordBatch]:
-        scan = self.catalog.load_table(info.name).scan(row_filter=iceberg_filter(keys, key_range))
+        scan = self._scan(info.name, row_filter=iceberg_filter(keys, key_range))
         for batch in scan.to_arrow_batch_reader():
             yield _cast(batch, info.schema)
