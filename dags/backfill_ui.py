@@ -18,7 +18,7 @@ from airflow_mesh.operators.backfill import BackfillRangeOperator, CommitBackfil
 
 REQUEST = {name: "{{ params.%s }}" % name for name in (
     "source_conn_id", "table", "target_conn_id", "target_name", "key", "mode", "cursor_column", "where",
-    "range_size", "parallelism", "dry_run", "value_format", "schema_registry_conn_id")}
+    "range_size", "parallelism", "dry_run", "value_format", "schema_registry_conn_id", "cast", "exclude")}
 
 
 @dag(
@@ -37,6 +37,14 @@ REQUEST = {name: "{{ params.%s }}" % name for name in (
                      description="Integer column to cut ranges on; empty = the primary key.", section="Source"),
         "where": Param("", type="string", title="Filter", description="Optional SQL predicate, e.g. status <> 'test'.",
                        section="Source"),
+        "cast": Param(None, type=["null", "array"], items={"type": "string", "pattern": r"^[^=]+=.+$"},
+                      title="Cast columns",
+                      description="Optional, one column=type a line, e.g. amount=numeric(38,20) or shape=text: the "
+                                  "column is read as CAST(column AS type); a value that would change fails the run.",
+                      section="Source"),
+        "exclude": Param(None, type=["null", "array"], items={"type": "string", "minLength": 1},
+                         title="Exclude columns", description="Optional, one column a line: not read, not copied.",
+                         section="Source"),
         "target_conn_id": Param("iceberg_default", type="string", minLength=1, title="Target connection",
                                 description="A postgres, iceberg, elasticsearch or kafka connection.", section="Target"),
         "target_name": Param("mesh.orders", type="string", minLength=1, title="Target table, index or topic",

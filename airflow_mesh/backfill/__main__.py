@@ -13,7 +13,7 @@ from airflow_mesh.backfill import engine
 from airflow_mesh.backfill.checkpoint import CheckpointStore
 from airflow_mesh.backfill.endpoints import ConnectionFields, make_source, make_target, schema_registry_from_url
 from airflow_mesh.backfill.errors import BackfillError
-from airflow_mesh.backfill.plan import BackfillRequest
+from airflow_mesh.backfill.plan import BackfillRequest, parse_casts
 
 DEFAULT_CHECKPOINTS = Path.home() / ".airflow-mesh" / "backfill-checkpoints.sqlite"
 
@@ -38,6 +38,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--where")
     parser.add_argument("--range-size", type=int, default=250_000)
     parser.add_argument("--parallelism", type=int, default=2)
+    parser.add_argument("--cast", action="append", default=[], metavar="COLUMN=TYPE",
+                        help="read COLUMN as CAST(COLUMN AS TYPE) and copy it with that type's exact type, e.g. "
+                             "amount=numeric(38,20) or shape=text; a value the cast would change (round, cut) fails "
+                             "the run naming the column (repeatable)")
+    parser.add_argument("--exclude", action="append", default=[], metavar="COLUMN",
+                        help="leave COLUMN out: neither read nor in the target (repeatable)")
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--verify-only", action="store_true", help="compare an existing copy; write nothing")
     parser.add_argument("--checkpoints", type=Path, default=DEFAULT_CHECKPOINTS)
@@ -53,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         request = BackfillRequest(table=args.table, key=args.key, mode=args.mode, cursor_column=args.cursor_column,
                                   cursor_after=args.cursor_after, where=args.where, range_size=args.range_size,
-                                  parallelism=args.parallelism, dry_run=args.dry_run)
+                                  parallelism=args.parallelism, dry_run=args.dry_run, casts=parse_casts(args.cast),
+                                  exclude=args.exclude)
         source = make_source(ConnectionFields.from_uri(args.source))
         registry = schema_registry_from_url(args.schema_registry) if args.schema_registry else None
         target = make_target(ConnectionFields.from_uri(args.target), args.target_name, value_format=args.value_format,

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from airflow_mesh.backfill.checkpoint import CheckpointStore
 from airflow_mesh.backfill.checksum import batches_checksum, combine, table_checksum
-from airflow_mesh.backfill.errors import VerificationError
+from airflow_mesh.backfill.errors import TypeMappingError, VerificationError
 from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, Mode, extend_ranges, job_id, plan_ranges
 from airflow_mesh.backfill.sources import Source, TableInfo
 from airflow_mesh.backfill.targets import StagingTarget, Target
@@ -99,6 +99,7 @@ def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: 
     """
     described = describe(source, target, request)
     job, info, key = described.job, described.info, described.key
+    _refuse_non_finite(source, target, described, request)
     exact = request.dry_run or checkpoints is None or request.where is not None or request.mode is Mode.INCREMENTAL
     lo, hi, rows = source.key_bounds(info, key, request, exact_count=exact)
     saved = checkpoints.saved_plan(job) if checkpoints is not None else None
@@ -118,8 +119,47 @@ def describe(source: Source, target: Target, request: BackfillRequest) -> Plan:
     Raises:
         PlanError: no such table, no usable key, a type without an exact mapping.
     """
-    info = source.describe(request.table)
+    try:
+        info = source.describe(request.table, casts=request.casts, exclude=request.exclude)
+    except TypeMappingError as exc:  # the target's problems with the columns that did map join the error
+        if exc.mapped is None:
+            raise
+        raise TypeMappingError.of(request.table, exc.problems + _type_problems(target, exc.mapped)) from None
+    problems = _type_problems(target, info.schema)
+    if problems:
+        raise TypeMappingError.of(request.table, problems)
     return Plan(job_id(source.name, target.name, request), info, info.key_column(request.key), 0, [])
+
+
+def _type_problems(target: Target, schema: pa.Schema) -> list[str]:
+    """The columns the target has no exact type for (a target without the check: none)."""
+    check = getattr(target, "type_problems", None)
+    return check(schema) if check is not None else []
+
+
+def _is_float(t: pa.DataType) -> bool:
+    while pa.types.is_list(t) or pa.types.is_large_list(t):
+        t = t.value_type
+    return pa.types.is_floating(t)
+
+
+def _refuse_non_finite(source: Source, target: Target, the_plan: Plan, request: BackfillRequest) -> None:
+    """Before anything is written: refuse NaN and infinities headed for a target that cannot hold
+    them (JSON: Elasticsearch, Kafka JSON), counted in the source (one query).
+
+    Raises:
+        TypeMappingError: every float column that holds one, with the override that would work.
+    """
+    floats = [f.name for f in the_plan.info.schema if _is_float(f.type)]
+    count = getattr(source, "non_finite", None)
+    if not floats or count is None or not getattr(target, "finite_floats_only", False):
+        return
+    counts = count(the_plan.info, the_plan.key, request, floats)
+    if counts:
+        raise TypeMappingError.of(request.table, [
+            f"column {name!r}: {n} row(s) hold NaN or an infinity, which {target.name} cannot hold (JSON has "
+            f"neither); write Kafka in Avro, or --cast {name}=text keeps each value's text, or --exclude {name}"
+            for name, n in counts.items()])
 
 
 def read_range(source: Source, the_plan: Plan, request: BackfillRequest, key_range: KeyRange) -> pa.Table:
