@@ -44,7 +44,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from airflow_mesh.backfill.convert import from_storage, from_text, to_text
+from airflow_mesh.backfill.convert import empty_table, from_storage, from_text, to_text
 from airflow_mesh.backfill.errors import TypeMappingError
 
 __all__ = ["avro_name", "avro_schema", "avro_type", "conformed", "decode_bodies", "encode_bodies",
@@ -311,7 +311,7 @@ def encode_bodies(batch: pa.RecordBatch | pa.Table, avro: dict[str, Any], prefix
     """
     if isinstance(batch, pa.Table):
         batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else \
-            pa.RecordBatch.from_arrays([pa.array([], f.type) for f in batch.schema], schema=batch.schema)
+            pa.RecordBatch.from_arrays([column.combine_chunks() for column in batch.columns], schema=batch.schema)
     pieces: list[pa.Array | bytes] = [prefix]
     for field in avro["fields"]:
         if field["type"] == "null":
@@ -443,7 +443,7 @@ def decode_bodies(bodies: Sequence[bytes], avro: dict[str, Any], schema: pa.Sche
         The rows, in order, as a table of ``schema``.
     """
     if not bodies:
-        return schema.empty_table()
+        return empty_table(schema)
     if reader is None and _polars_reads(avro):
         import polars as pl
 

@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 from airflow_mesh.backfill.errors import UnrepresentableValueError
 
 __all__ = ["CHECK_PREFIX", "META_CHECK", "META_FAMILY", "META_LENGTH", "META_READ", "META_SELECT", "conform",
-           "from_storage", "from_text", "iso_interval", "parse_iso_interval", "plain_type", "table_from_storage",
+           "empty_array", "empty_table", "from_storage", "from_text", "iso_interval", "parse_iso_interval", "plain_type", "table_from_storage",
            "table_to_storage", "to_storage", "to_text"]
 
 # Field metadata the sources put on the backfill's Arrow schema (targets read the first two).
@@ -382,6 +382,20 @@ def _from_storage(column: pa.Array, t: pa.DataType, name: str) -> pa.Array:
         return pc.cast(column, t)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise UnrepresentableValueError(name, f"cannot be read back as {t} exactly ({exc})") from None
+
+
+def empty_array(t: pa.DataType) -> pa.Array:
+    """An array of no values of any type (``pa.array([], t)`` refuses extension types in lists)."""
+    if _is_list(t):
+        return pa.ListArray.from_arrays(pa.array([0], pa.int32()), empty_array(t.value_type)).cast(t)
+    if isinstance(t, pa.BaseExtensionType):
+        return pa.ExtensionArray.from_storage(t, empty_array(t.storage_type))
+    return pa.array([], t)
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A table of no rows of any schema (``schema.empty_table()`` refuses lists of extension types)."""
+    return pa.table([empty_array(f.type) for f in schema], schema=schema)
 
 
 def table_to_storage(data: pa.Table | pa.RecordBatch, schema: pa.Schema) -> pa.Table:

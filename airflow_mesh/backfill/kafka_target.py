@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_mesh.backfill.avro_types import avro_schema, decode_bodies, encode_bodies
-from airflow_mesh.backfill.convert import plain_type, table_from_storage, table_to_storage
+from airflow_mesh.backfill.convert import empty_table, plain_type, table_from_storage, table_to_storage
 from airflow_mesh.backfill.errors import BackfillError, PlanError, TargetSchemaError, TypeMappingError
 from airflow_mesh.backfill.types import json_storage_type, type_problems
 from airflow_mesh.backfill.plan import KeyRange
@@ -309,7 +309,7 @@ class KafkaTarget:
             else:
                 writer = json.loads(self._client().get_schema(schema_id).schema_str)
                 tables.append(decode_bodies(group, writer, self.schema, offset=5, reader=self.value_schema))
-        return pa.concat_tables(tables) if tables else self.schema.empty_table()
+        return pa.concat_tables(tables) if tables else empty_table(self.schema)
 
     def _read_all(self) -> pa.Table:
         """The topic's committed messages, the last value of each key (by its bytes, as log
@@ -430,7 +430,7 @@ def json_lines_to_arrow(lines: list[bytes], schema: pa.Schema) -> pa.Table:
     """JSON objects (as ``json_lines`` writes them) as a table of ``schema``: the inverse of
     ``json_lines``. Fields a line lacks are NULL; fields the schema lacks are ignored."""
     if not lines:
-        return schema.empty_table()
+        return empty_table(schema)
     stored = _json_schema(schema)
     frame = pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema={f.name: _polars_type(f.type) for f in stored})
     return table_from_storage(frame.to_arrow(), schema)

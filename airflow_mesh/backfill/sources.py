@@ -186,7 +186,7 @@ class _SqlSource:
             raise PlanError(f"table {table} does not exist in {self.name}")
         primary_key = [r["name"] for r in rows if r["is_key"]]
         _overrides(table, [r["name"] for r in rows], primary_key, casts, exclude)
-        fields, problems, unbounded = [], [], []
+        fields, problems, unbounded = [], {}, []
         for row in rows:
             if row["name"] in exclude:
                 continue
@@ -195,11 +195,13 @@ class _SqlSource:
             except UnboundedNumericError as exc:
                 unbounded.append(exc)
             except TypeMappingError as exc:
-                problems.extend(exc.problems)
-        problems += self._unmapped(table, unbounded) if unbounded else []
+                problems[row["name"]] = "; ".join(exc.problems)
+        if unbounded:
+            problems.update(zip([e.column for e in unbounded], self._unmapped(table, unbounded)))
         refused = self._refused_selects(table, fields, casts)
-        problems += list(refused.values())
-        return TableInfo(table, _mapped_schema(table, [f for f in fields if f.name not in refused], problems),
+        problems.update(refused)
+        in_order = [problems[r["name"]] for r in rows if r["name"] in problems]  # one line a column, in order
+        return TableInfo(table, _mapped_schema(table, [f for f in fields if f.name not in refused], in_order),
                          primary_key)
 
     def _refused_selects(self, table: str, fields: list[pa.Field],

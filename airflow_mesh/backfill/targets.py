@@ -348,8 +348,7 @@ class PostgresTarget:
         cur.adbc_ingest(stage, table_to_storage(data, pa.schema([pa.field(n, t) for n, t in text.items()])),
                         mode="create", temporary=True)
         columns = [identifier(n, "postgres") for n in storage]
-        values = [c if storage[n] is not None else f"CAST({c} AS {self._columns[n]['type']})"
-                  for n, c in zip(storage, columns)]
+        values = [f"CAST({c} AS {self._columns[n]['type']})" for n, c in zip(storage, columns)]
         cur.execute(f"INSERT INTO {self.table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {stage}")
         cur.execute(f"DROP TABLE {stage}")
 

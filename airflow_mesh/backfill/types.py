@@ -90,7 +90,7 @@ _PG_SIMPLE: dict[str, _Mapped] = {
     "time with time zone": _Mapped(pa.string(), "text", family="timetz"),
     "timestamp without time zone": _Mapped(pa.timestamp("us"), read="pg"),
     "timestamp with time zone": _Mapped(pa.timestamp("us", tz="UTC"), read="pg"),
-    "interval": _Mapped(INTERVAL),
+    "interval": _Mapped(INTERVAL, "interval"),
     "json": _Mapped(pa.string(), "text", family="json"), "jsonb": _Mapped(pa.string(), "text", family="jsonb"),
     "oid": _Mapped(pa.int64(), "bigint"),
     "bit varying": _Mapped(pa.string(), "text", family="varbit"),
@@ -102,6 +102,8 @@ _PG_TEXT = ("inet", "cidr", "macaddr", "macaddr8", "xml", "tsvector", "tsquery",
             "int4multirange", "int8multirange", "nummultirange", "tsmultirange", "tstzmultirange",
             "datemultirange", "pg_lsn", "pg_snapshot", "txid_snapshot", "xid", "xid8", "cid", "tid")
 _PG_SIMPLE.update({name: _Mapped(pa.string(), "text", family=name) for name in _PG_TEXT})
+# inet's text cast always writes the netmask (1.2.3.4/32); its output function, as psql shows it, not.
+_PG_SIMPLE["inet"] = _Mapped(pa.string(), "inet", family="inet")
 
 
 def _pg_decimal(precision: int, scale: int) -> pa.DataType:
@@ -126,7 +128,7 @@ _PG_PARAMETRIC: list[tuple[re.Pattern[str], Callable[[re.Match[str]], _Mapped]]]
     (re.compile(r"^time\(\d\) with time zone$"), lambda m: _Mapped(pa.string(), "text", family="timetz")),
     (re.compile(r"^timestamp\(\d\) without time zone$"), lambda m: _Mapped(pa.timestamp("us"), read="pg")),
     (re.compile(r"^timestamp\(\d\) with time zone$"), lambda m: _Mapped(pa.timestamp("us", tz="UTC"), read="pg")),
-    (re.compile(r"^interval(?: [a-z ]+)?(?:\(\d\))?$"), lambda m: _Mapped(INTERVAL)),
+    (re.compile(r"^interval(?: [a-z ]+)?(?:\(\d\))?$"), lambda m: _Mapped(INTERVAL, "interval")),
 ]
 # sqlglot's spellings of a cast's type, in format_type's words.
 _PG_ALIASES = {"int": "integer", "int4": "integer", "int2": "smallint", "int8": "bigint", "tinyint": "smallint",
@@ -154,8 +156,15 @@ def _pg_spelling(spelled: str) -> str:
     return spelled
 
 
-_PG_WRAPS = {None: "{}", "text": "{}::text", "money": "{}::numeric::text", "bigint": "{}::bigint"}
-_PG_ARRAY_WRAPS = {None: "{}", "text": "{}::text[]", "money": "{}::numeric[]::text[]", "bigint": "{}::bigint[]"}
+# An interval's time part in seconds past what Arrow's intervals hold (int64 nanoseconds): ADBC
+# refuses the whole read, so such a value is selected as NULL and refused by its check column.
+_PG_INTERVAL_TOO_LONG = ("abs(extract(epoch from ({0} - make_interval(months => (extract(year from {0}) * 12 "
+                         "+ extract(month from {0}))::int, days => extract(day from {0})::int)))) > 9223372036.854775")
+_PG_WRAPS = {None: "{}", "text": "{}::text", "money": "{}::numeric::text", "bigint": "{}::bigint",
+             "inet": "inet_out({})::text",
+             "interval": "CASE WHEN " + _PG_INTERVAL_TOO_LONG + " THEN NULL ELSE {0} END"}
+_PG_ARRAY_WRAPS = {None: "{}", "text": "{}::text[]", "money": "{}::numeric[]::text[]", "bigint": "{}::bigint[]",
+                   "interval": "{}", "inet": "{}::text[]"}
 
 
 def _pg_scalar(column: str, spelled: str, kind: str, builtin: bool, money_scale: int) -> _Mapped:
@@ -251,6 +260,12 @@ def postgres_field(name: str, spelled: str, kind: str = "b", element_kind: str |
             raise UnboundedNumericError(name)
         mapped = _pg_scalar(name, spelled, kind, builtin, money_scale)
         select = _PG_WRAPS[mapped.wrap].format(expr)
+        if mapped.wrap == "interval" and check is None:
+            check = (f"CASE WHEN {_PG_INTERVAL_TOO_LONG.format(expr)} THEN {expr}::text END "
+                     f"AS {_check_alias(name, 'postgres')}",
+                     "has a time part beyond 2562047:47:16.854775 hours, which an interval in nanoseconds "
+                     f"(Arrow's) cannot hold; --cast {name}=text keeps PostgreSQL's text of it exactly, "
+                     f"or --exclude {name}")
     return _field(name, mapped, f"{select} AS {column}", check)
 
 
@@ -314,7 +329,7 @@ _MY_SIMPLE: dict[str, _Mapped] = {
     "datetime": _Mapped(pa.timestamp("us"), "char"),
     "timestamp": _Mapped(pa.timestamp("us", tz="UTC"), "epoch", read="epoch"),
     "text": _Mapped(pa.string()), "tinytext": _Mapped(pa.string()), "mediumtext": _Mapped(pa.string()),
-    "longtext": _Mapped(pa.string()), "char": _Mapped(pa.string(), family="char"),
+    "longtext": _Mapped(pa.string()), "char": _Mapped(pa.string(), family="varchar", length=1),
     "json": _Mapped(pa.string(), family="json"),
     "blob": _Mapped(pa.binary()), "tinyblob": _Mapped(pa.binary()), "mediumblob": _Mapped(pa.binary()),
     "longblob": _Mapped(pa.binary()), "binary": _Mapped(pa.binary()), "varbinary": _Mapped(pa.binary()),
@@ -347,7 +362,8 @@ _MY_PARAMETRIC: list[tuple[re.Pattern[str], Callable[[re.Match[str]], _Mapped]]]
     (re.compile(r"^timestamp\(\d\)$"), lambda m: _Mapped(pa.timestamp("us", tz="UTC"), "epoch", read="epoch")),
     (re.compile(r"^(?:varchar|character varying)\((\d+)\)$"),
      lambda m: _Mapped(pa.string(), family="varchar", length=int(m[1]))),
-    (re.compile(r"^(?:char|character)\((\d+)\)$"), lambda m: _Mapped(pa.string(), family="char", length=int(m[1]))),
+    # MariaDB's CHAR(n) drops trailing spaces when read: what varchar(n) holds, not a padded char(n).
+    (re.compile(r"^(?:char|character)\((\d+)\)$"), lambda m: _Mapped(pa.string(), family="varchar", length=int(m[1]))),
     (re.compile(r"^(?:binary|varbinary)\(\d+\)$"), lambda m: _Mapped(pa.binary())),
     (re.compile(r"^(?:text|blob)\(\d+\)$"),
      lambda m: _Mapped(pa.binary() if m[0].startswith("blob") else pa.string())),
