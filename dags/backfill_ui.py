@@ -3,7 +3,8 @@
 Fill in the form (Trigger DAG w/ config): the source connection and table, the target connection
 and its table/index/topic (for a Kafka topic, optionally a schema registry connection: the messages
 are then Avro, their schemas registered as ``<topic>-key`` and ``<topic>-value``), the mode, an
-optional filter, and how to cut and spread the work. The
+optional filter, optional column overrides (``cast``: one ``column=type`` a line, e.g.
+``amount=numeric(38,20)``; ``exclude``: one column a line), and how to cut and spread the work. The
 backfill is planned first (the target is created, or its schema checked, before anything is
 written), then every key range runs as its own mapped task, so the ranges spread over the
 executor's workers; a final task commits (one Iceberg commit for every range's data files) and

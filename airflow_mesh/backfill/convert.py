@@ -22,7 +22,6 @@ list               (stays a list; its elements take their own text form)
 
 from __future__ import annotations
 
-import base64
 import decimal
 import re
 from collections.abc import Callable
@@ -35,8 +34,8 @@ import pyarrow.compute as pc
 from airflow_mesh.backfill.errors import UnrepresentableValueError
 
 __all__ = ["CHECK_PREFIX", "META_CHECK", "META_FAMILY", "META_LENGTH", "META_READ", "META_SELECT", "conform",
-           "empty_array", "empty_table", "from_storage", "from_text", "iso_interval", "parse_iso_interval", "plain_type", "table_from_storage",
-           "table_to_storage", "to_storage", "to_text"]
+           "empty_array", "empty_table", "from_storage", "from_text", "iso_interval", "parse_iso_interval",
+           "plain_type", "table_from_storage", "table_to_storage", "to_storage", "to_text"]
 
 # Field metadata the sources put on the backfill's Arrow schema (targets read the first two).
 META_FAMILY = b"mesh.type"  # the source type's family when Arrow's type alone does not say it: inet, enum, json...

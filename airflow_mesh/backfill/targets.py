@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from airflow_mesh.backfill.convert import conform, plain_type, table_from_storage, table_to_storage
+from airflow_mesh.backfill.convert import conform, from_storage, plain_type, table_from_storage, table_to_storage
 from airflow_mesh.backfill.errors import (TargetSchemaError, TargetWriteError, TypeMappingError,
                                           UnrepresentableValueError)
 from airflow_mesh.backfill.plan import KeyRange
@@ -156,7 +156,8 @@ class IcebergTarget:
             existing = self.catalog.load_table(self.identifier).schema().as_arrow()
         except NoSuchTableError:
             key_field = stored.field(key).with_nullable(False)
-            table = self.catalog.create_table(self.identifier, schema=stored.set(stored.get_field_index(key), key_field))
+            table = self.catalog.create_table(self.identifier,
+                                              schema=stored.set(stored.get_field_index(key), key_field))
             with table.update_schema() as update:
                 update.set_identifier_fields(key)
             return
@@ -240,8 +241,16 @@ class IcebergTarget:
         return table_from_storage(self._scan(key_range).to_arrow(), self.schema)
 
     def _from_storage(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Batches as Iceberg stored them, in the backfill's types for checksums: a column whose type
+        differs only by its storage (large strings, a list element's name) is left as it is, which
+        the checksum takes alike (no copy of every text); the others are converted back."""
         for batch in batches:
-            yield table_from_storage(batch, self.schema)
+            columns = []
+            for field in self.schema:
+                column = batch.column(field.name)
+                same = plain_type(column.type) == plain_type(field.type)
+                columns.append(column if same else from_storage(column, field.type, field.name))
+            yield pa.RecordBatch.from_arrays(columns, names=self.schema.names)
 
     def read_batches(self, key_range: KeyRange) -> Iterator[pa.RecordBatch]:
         """The range's rows as they are read, file by file, in the backfill's types (an int column
@@ -328,7 +337,8 @@ class PostgresTarget:
             return PostgresSource(self.location)._field(row, None)
         except UnboundedNumericError:  # numeric without precision holds every decimal: read its text
             column = identifier(row["name"], "postgres")
-            return pa.field(row["name"], pa.decimal256(76, 38), metadata={b"mesh.select": f"{column}::text AS {column}"})
+            return pa.field(row["name"], pa.decimal256(76, 38),
+                            metadata={b"mesh.select": f"{column}::text AS {column}"})
         except TypeMappingError:  # a type of the user's own: it holds nothing of ours
             return pa.field(row["name"], pa.null(), metadata={b"mesh.select": identifier(row["name"], "postgres")})
 
@@ -426,7 +436,8 @@ def _write_error(index: str, error: Any) -> TargetWriteError:
     failures = []
     for item in error.errors[:3]:
         result = next(iter(item.values())) if isinstance(item, dict) and item else {}
-        cause = result.get("error", {}) if isinstance(result.get("error"), dict) else {"reason": str(result.get("error"))}
+        cause = result.get("error")
+        cause = cause if isinstance(cause, dict) else {"reason": str(cause)}
         failures.append((str(result.get("_id")), str(cause.get("type", "error")), str(cause.get("reason", ""))[:500]))
     return TargetWriteError(f"Elasticsearch index {index}", failures, len(error.errors),
                             note=" (the range is partly written; a rerun replaces it)")

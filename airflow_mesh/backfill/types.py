@@ -81,7 +81,8 @@ class _Mapped:
 _PG_SIMPLE: dict[str, _Mapped] = {
     "smallint": _Mapped(pa.int16()), "integer": _Mapped(pa.int32()), "bigint": _Mapped(pa.int64()),
     "real": _Mapped(pa.float32()), "double precision": _Mapped(pa.float64()), "boolean": _Mapped(pa.bool_()),
-    "text": _Mapped(pa.string()), "character varying": _Mapped(pa.string()), "name": _Mapped(pa.string(), family="name"),
+    "text": _Mapped(pa.string()), "character varying": _Mapped(pa.string()),
+    "name": _Mapped(pa.string(), family="name"),
     "character": _Mapped(pa.string(), family="char"), "bpchar": _Mapped(pa.string(), family="char"),
     '"char"': _Mapped(pa.string(), "text", family="qchar"),
     "bytea": _Mapped(pa.binary()), "uuid": _Mapped(UUID),
@@ -174,16 +175,22 @@ def _pg_scalar(column: str, spelled: str, kind: str, builtin: bool, money_scale:
         return _Mapped(pa.string(), "text", family="composite")
     if kind in ("r", "m") and not builtin:
         return _Mapped(pa.string(), "text", family="range")
-    if builtin or kind == "b":
-        if spelled == "money":
-            return _Mapped(pa.decimal128(19, money_scale), "money", family="money")
-        if spelled in _PG_SIMPLE:
-            return _PG_SIMPLE[spelled]
-        for pattern, build in _PG_PARAMETRIC:
-            if match := pattern.match(spelled):
-                return build(match)
+    if spelled == "money" and builtin:
+        return _Mapped(pa.decimal128(19, money_scale), "money", family="money")
+    return _lookup(column, spelled, _PG_SIMPLE if builtin or kind == "b" else {},
+                   _PG_PARAMETRIC if builtin or kind == "b" else [], "PostgreSQL")
+
+
+def _lookup(column: str, spelled: str, simple: dict[str, _Mapped],
+            parametric: list[tuple[re.Pattern[str], Callable[[re.Match[str]], _Mapped]]], database: str) -> _Mapped:
+    """A type spelling's mapping: by name, else by pattern (raises TypeMappingError, naming the override)."""
+    if spelled in simple:
+        return simple[spelled]
+    for pattern, build in parametric:
+        if match := pattern.match(spelled):
+            return build(match)
     raise TypeMappingError(f"column {column!r}: type {spelled!r} has no exact Arrow type here; "
-                           f"--cast {column}=text keeps PostgreSQL's text form of it exactly, or --exclude {column}")
+                           f"--cast {column}=text keeps {database}'s text form of it exactly, or --exclude {column}")
 
 
 def _field(name: str, mapped: _Mapped, select: str, check: tuple[str, str] | None = None) -> pa.Field:
@@ -202,6 +209,13 @@ def _field(name: str, mapped: _Mapped, select: str, check: tuple[str, str] | Non
 
 def _check_alias(name: str, dialect: str) -> str:
     return identifier(CHECK_PREFIX + name, dialect)
+
+
+def _cast_check(name: str, cast: str, changed: str, text: str, dialect: str) -> tuple[str, str]:
+    """A cast column's check column (the source value's text where ``changed`` holds) and its reason."""
+    return (f"CASE WHEN {changed} THEN {text} END AS {_check_alias(name, dialect)}",
+            f"changes when cast to {cast} (a value that does not fit it exactly is never rounded or cut); "
+            f"cast to a type that holds it, e.g. --cast {name}=text")
 
 
 def postgres_field(name: str, spelled: str, kind: str = "b", element_kind: str | None = None, builtin: bool = True,
@@ -234,10 +248,8 @@ def postgres_field(name: str, spelled: str, kind: str = "b", element_kind: str |
         expr = f"CAST({column} AS {cast_spelling(cast, 'postgres')})"
         if not _exact_text_cast(spelled, "postgres"):
             # Cast back to the column's own type: a value the cast rounded or cut compares unequal.
-            check = (f"CASE WHEN CAST({expr} AS {own}) IS DISTINCT FROM {column} "
-                     f"THEN {column}::text END AS {_check_alias(name, 'postgres')}",
-                     f"changes when cast to {cast} (a value that does not fit it exactly is never rounded or cut); "
-                     f"cast to a type that holds it, e.g. --cast {name}=text")
+            check = _cast_check(name, cast, f"CAST({expr} AS {own}) IS DISTINCT FROM {column}", f"{column}::text",
+                                "postgres")
     spelled = _pg_spelling(spelled)
     array = spelled.endswith("[]")
     if array:
@@ -385,13 +397,7 @@ def _mariadb_spelling(spelled: str) -> str:
 
 
 def _mariadb_scalar(column: str, spelled: str) -> _Mapped:
-    if spelled in _MY_SIMPLE:
-        return _MY_SIMPLE[spelled]
-    for pattern, build in _MY_PARAMETRIC:
-        if match := pattern.match(spelled):
-            return build(match)
-    raise TypeMappingError(f"column {column!r}: type {spelled!r} has no exact Arrow type here; "
-                           f"--cast {column}=text keeps MariaDB's text form of it exactly, or --exclude {column}")
+    return _lookup(column, spelled, _MY_SIMPLE, _MY_PARAMETRIC, "MariaDB")
 
 
 def mariadb_field(name: str, spelled: str, is_json: bool = False, cast: str | None = None) -> pa.Field:
@@ -418,10 +424,7 @@ def mariadb_field(name: str, spelled: str, is_json: bool = False, cast: str | No
         spelled, is_json = _mariadb_spelling(parse_cast(cast, "mysql")), False
         expr = f"CAST({column} AS {cast_spelling(cast, 'mysql')})"
         if not _exact_text_cast(spelled, "mysql"):
-            check = (f"CASE WHEN NOT ({expr} <=> {column}) THEN CAST({column} AS CHAR) END "
-                     f"AS {_check_alias(name, 'mysql')}",
-                     f"changes when cast to {cast} (a value that does not fit it exactly is never rounded or cut); "
-                     f"cast to a type that holds it, e.g. --cast {name}=text")
+            check = _cast_check(name, cast, f"NOT ({expr} <=> {column})", f"CAST({column} AS CHAR)", "mysql")
     mapped = _Mapped(pa.string(), family="json") if is_json else _mariadb_scalar(name, spelled)
     return _field(name, mapped, f"{_MY_WRAPS[mapped.wrap].format(expr)} AS {column}", check)
 

@@ -283,7 +283,8 @@ PG_COLUMNS = [
     ("c_special_array", "float8[]", None, "list:float64"),  # NaN inside
 ]
 PG_FLOAT_SPECIALS = ["c_special", "c_special_array"]
-U1, UMAX, U0 = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "ffffffff-ffff-ffff-ffff-ffffffffffff", "00000000-0000-0000-0000-000000000000"
+U1, UMAX, U0 = ("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "ffffffff-ffff-ffff-ffff-ffffffffffff",
+                "00000000-0000-0000-0000-000000000000")
 PG_ROWS = {
     1: {  # typical values
         "c_smallint": "12", "c_integer": "-7", "c_bigint": "1234567890123", "c_numeric": "12345.6789",
@@ -539,7 +540,8 @@ MY_COLUMNS = [
     ("m_decimal_scale", "decimal(20,15)", None, "decimal"),
     # The text protocol writes a FLOAT with 6 digits: read it as the double it converts to exactly.
     ("m_float", "float", "CAST({} AS DOUBLE)", "float32"), ("m_double", "double", None, "float64"),
-    ("m_bit1", "bit(1)", "{} + 0", "bool"), ("m_bit12", "bit(12)", "{} + 0", "int"), ("m_bit64", "bit(64)", "{} + 0", "int"),
+    ("m_bit1", "bit(1)", "{} + 0", "bool"), ("m_bit12", "bit(12)", "{} + 0", "int"),
+    ("m_bit64", "bit(64)", "{} + 0", "int"),
     ("m_year", "year", None, "int"),
     ("m_date", "date", None, "date"), ("m_time", "time(6)", None, "time"),
     ("m_datetime", "datetime(6)", None, "timestamp"), ("m_timestamp", "timestamp(6) NULL", None, "timestamptz"),
@@ -572,7 +574,8 @@ MY_ROWS = {
     3: {"m_tinyint": "127", "m_tinyint_u": "255", "m_smallint": "32767", "m_smallint_u": "65535",
         "m_mediumint": "8388607", "m_mediumint_u": "16777215", "m_int": "2147483647", "m_int_u": "4294967295",
         "m_bigint": "9223372036854775807", "m_bigint_u": "18446744073709551615", "m_bool": "1",
-        "m_decimal": "9" * 35 + "." + "9" * 30, "m_decimal_u": "99999999.99", "m_decimal_scale": "99999.999999999999999",
+        "m_decimal": "9" * 35 + "." + "9" * 30, "m_decimal_u": "99999999.99",
+        "m_decimal_scale": "99999.999999999999999",
         "m_float": "3.4028234663852886e38", "m_double": "1.7976931348623157e308", "m_bit1": "b'1'",
         "m_bit12": "b'111111111111'", "m_bit64": "b'" + "1" * 64 + "'", "m_year": "2155", "m_date": "'9999-12-31'",
         "m_time": "'23:59:59.999999'", "m_datetime": "'9999-12-31 23:59:59.999999'",
@@ -586,7 +589,8 @@ MY_ROWS = {
     4: {"m_tinyint": "-128", "m_tinyint_u": "0", "m_smallint": "-32768", "m_smallint_u": "0", "m_mediumint": "-8388608",
         "m_mediumint_u": "0", "m_int": "-2147483648", "m_int_u": "0", "m_bigint": "-9223372036854775808",
         "m_bigint_u": "0", "m_bool": "0", "m_decimal": "-" + "9" * 35 + "." + "9" * 30, "m_decimal_u": "0.00",
-        "m_decimal_scale": "-0.000000000000001", "m_float": "1.401298464324817e-45", "m_double": "-4.9406564584124654e-324",
+        "m_decimal_scale": "-0.000000000000001", "m_float": "1.401298464324817e-45",
+        "m_double": "-4.9406564584124654e-324",
         "m_bit1": "b'0'", "m_bit12": "b'0'", "m_bit64": "b'0'", "m_year": "1901", "m_date": "'1000-01-01'",
         "m_time": "'00:00:00'", "m_datetime": "'1000-01-01 00:00:00'", "m_timestamp": "'1970-01-01 00:00:01'",
         "m_char": "''", "m_varchar": "''", "m_tinytext": "''", "m_text": "''", "m_mediumtext": "''", "m_longtext": "''",

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from airflow_mesh.backfill.convert import META_FAMILY, META_LENGTH, META_SELECT
+from airflow_mesh.backfill.convert import META_SELECT
 from airflow_mesh.backfill.errors import PlanError, TargetWriteError, TypeMappingError
 from airflow_mesh.backfill.plan import BackfillRequest, job_id, parse_casts
 from airflow_mesh.backfill.targets import _write_error
@@ -38,7 +38,8 @@ def select(field: pa.Field) -> str:
     ("real", "b", pa.float32(), None), ("double precision", "b", pa.float64(), None),
     ("money", "b", pa.decimal128(19, 2), "money"),
     ("text", "b", pa.string(), None), ("character varying(64)", "b", pa.string(), "varchar"),
-    ("character(5)", "b", pa.string(), "char"), ('"char"', "b", pa.string(), "qchar"), ("name", "b", pa.string(), "name"),
+    ("character(5)", "b", pa.string(), "char"), ('"char"', "b", pa.string(), "qchar"),
+    ("name", "b", pa.string(), "name"),
     ("bytea", "b", pa.binary(), None),
     ("date", "b", pa.date32(), None), ("time without time zone", "b", pa.time64("us"), None),
     ("time(3) without time zone", "b", pa.time64("us"), None), ("time with time zone", "b", pa.string(), "timetz"),
@@ -52,7 +53,8 @@ def select(field: pa.Field) -> str:
     ("macaddr8", "b", pa.string(), "macaddr8"),
     ("bit(3)", "b", pa.string(), "bit"), ("bit varying(16)", "b", pa.string(), "varbit"),
     ("tsvector", "b", pa.string(), "tsvector"), ("tsquery", "b", pa.string(), "tsquery"),
-    ("point", "b", pa.string(), "point"), ("polygon", "b", pa.string(), "polygon"), ("circle", "b", pa.string(), "circle"),
+    ("point", "b", pa.string(), "point"), ("polygon", "b", pa.string(), "polygon"),
+    ("circle", "b", pa.string(), "circle"),
     ("int4range", "r", pa.string(), "int4range"), ("tstzmultirange", "m", pa.string(), "tstzmultirange"),
     ("pg_lsn", "b", pa.string(), "pg_lsn"), ("oid", "b", pa.int64(), None),
     ("mood", "e", pa.string(), "enum"), ("address", "c", pa.string(), "composite"),
@@ -90,7 +92,8 @@ def test_char_and_varchar_keep_their_length_for_the_targets():
 
 
 def test_numeric_without_precision_is_refused_saying_which_cast_would_hold_it():
-    with pytest.raises(UnboundedNumericError, match=r"column 'x': numeric has no precision and scale.*--cast x=numeric"):
+    with pytest.raises(UnboundedNumericError,
+                       match=r"column 'x': numeric has no precision and scale.*--cast x=numeric"):
         postgres_field("x", "numeric")
     with pytest.raises(UnboundedNumericError) as raised:
         postgres_field("x", "numeric[]")
@@ -123,7 +126,8 @@ def test_a_cast_types_the_column_by_its_spelling_and_checks_that_no_value_change
     ("tinyint(4)", pa.int8(), None), ("tinyint(3) unsigned", pa.uint8(), None), ("smallint(6)", pa.int16(), None),
     ("smallint(5) unsigned", pa.uint16(), None), ("mediumint(9)", pa.int32(), None),
     ("mediumint(8) unsigned", pa.int32(), None), ("int(11)", pa.int32(), None), ("int(10) unsigned", pa.uint32(), None),
-    ("bigint(20)", pa.int64(), None), ("bigint(20) unsigned", pa.uint64(), None), ("int(10) unsigned zerofill", pa.uint32(), None),
+    ("bigint(20)", pa.int64(), None), ("bigint(20) unsigned", pa.uint64(), None),
+    ("int(10) unsigned zerofill", pa.uint32(), None),
     ("tinyint(1)", pa.bool_(), None),
     ("decimal(10,2)", pa.decimal128(10, 2), None), ("decimal(65,30)", pa.decimal256(65, 30), None),
     ("decimal(10,2) unsigned", pa.decimal128(10, 2), None),

@@ -163,7 +163,8 @@ def test_a_failed_check_column_refuses_the_batch_with_the_value_and_the_reason()
                    **{CHECK_PREFIX + "m": pa.array([None, "{{1,2},{3,4}}"])})
     with pytest.raises(UnrepresentableValueError, match=r"column 'm' \(value '\{\{1,2\},\{3,4\}\}'\): is a multi"):
         conform(batch, schema)
-    fine = _batch(id=pa.array([1]), m=pa.array([[1]], pa.list_(pa.int32())), **{CHECK_PREFIX + "m": pa.nulls(1, pa.string())})
+    fine = _batch(id=pa.array([1]), m=pa.array([[1]], pa.list_(pa.int32())),
+                  **{CHECK_PREFIX + "m": pa.nulls(1, pa.string())})
     assert conform(fine, schema).schema.names == ["id", "m"]  # the check column is dropped
 
 
@@ -181,7 +182,8 @@ def test_mariadb_text_values_become_exact_values():
                    u=pa.array(["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", None]))
     out = conform(batch, schema).to_pylist()
     assert out[0] == {"ts": dt.datetime(2038, 1, 19, 3, 14, 7, 999999, tzinfo=UTC),
-                      "d": decimal.Decimal("1." + "0" * 29 + "1"), "u": uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")}
+                      "d": decimal.Decimal("1." + "0" * 29 + "1"),
+                      "u": uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")}
     with pytest.raises(UnrepresentableValueError, match="column 'ts'.*0000-00-00 00:00:00"):
         conform(_batch(ts=pa.array(["0000-00-00 00:00:00"]), d=pa.array([None], pa.string()),
                        u=pa.array([None], pa.string())), schema)
