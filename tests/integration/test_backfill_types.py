@@ -683,3 +683,34 @@ def test_mariadb_values_no_type_holds_exactly_are_refused_naming_the_column(targ
         with conn.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
         conn.close()
+
+
+def test_the_ui_form_passes_casts_and_exclusions_to_every_task(airflow_db, tmp_path, monkeypatch):
+    """The form's `cast` and `exclude` reach the plan, range and commit tasks (mapped, fanned out)."""
+    import importlib.util
+
+    table = f"bf_{uuid.uuid4().hex[:8]}"
+    with postgres_reader() as conn:
+        conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, amount numeric, notes text, at timestamptz)")
+        conn.execute(f"INSERT INTO {table} SELECT g, g / 8.0, 'n' || g, '2026-01-01'::timestamptz FROM "
+                     "generate_series(1, 50) g")
+    catalog = {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": f"file://{tmp_path}/warehouse"}
+    monkeypatch.setenv("AIRFLOW_CONN_ICEBERG_DEFAULT",
+                       json.dumps({"conn_type": "iceberg", "extra": {"catalog": catalog}}))
+    try:
+        spec = importlib.util.spec_from_file_location("backfill_ui", ROOT / "dags" / "backfill_ui.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        run = module.backfill_ui_dag.test(run_conf={
+            "table": f"public.{table}", "target_name": f"mesh.{table}", "range_size": 20, "parallelism": 2,
+            "cast": ["amount=numeric(12,4)"], "exclude": ["notes"]})
+        assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+        copied = make_source(ConnectionFields("iceberg", extra={"catalog": catalog})).catalog.load_table(
+            f"mesh.{table}").scan().to_arrow()
+        assert copied.column_names == ["id", "amount", "at"]  # notes excluded
+        assert str(copied.schema.field("amount").type) == "decimal128(12, 4)"
+        # Without the cast the numeric would be refused; with it, exact to 4 decimals.
+        assert sorted(r["amount"] for r in copied.to_pylist())[:2] == [decimal.Decimal("0.125"), decimal.Decimal("0.25")]
+    finally:
+        with postgres_reader() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
