@@ -710,7 +710,8 @@ def test_the_ui_form_passes_casts_and_exclusions_to_every_task(airflow_db, tmp_p
         assert copied.column_names == ["id", "amount", "at"]  # notes excluded
         assert str(copied.schema.field("amount").type) == "decimal128(12, 4)"
         # Without the cast the numeric would be refused; with it, exact to 4 decimals.
-        assert sorted(r["amount"] for r in copied.to_pylist())[:2] == [decimal.Decimal("0.125"), decimal.Decimal("0.25")]
+        amounts = sorted(r["amount"] for r in copied.to_pylist())
+        assert amounts[:2] == [decimal.Decimal("0.125"), decimal.Decimal("0.25")]
     finally:
         with postgres_reader() as conn:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
