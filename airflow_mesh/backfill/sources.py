@@ -19,7 +19,7 @@ import pyarrow as pa
 from airflow_mesh.backfill.convert import META_SELECT, conform, plain_type
 from airflow_mesh.backfill.errors import PlanError, TypeMappingError
 from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, Mode
-from airflow_mesh.backfill.sqltext import identifier
+from airflow_mesh.backfill.sqltext import identifier, table_name
 from airflow_mesh.backfill.types import UnboundedNumericError, mariadb_field, postgres_field
 
 
@@ -211,7 +211,6 @@ class _SqlSource:
         column by column if it fails."""
         if not fields:
             return {}
-        from airflow_mesh.backfill.sqltext import table_name
 
         def probe(selected: list[pa.Field]) -> str | None:
             try:
@@ -348,12 +347,10 @@ class PostgresSource(_SqlSource):
     def _unmapped(self, table: str, unbounded: list[UnboundedNumericError]) -> list[str]:
         """``numeric`` columns without precision: their values are measured (digits before and after
         the point) to name the ``--cast`` that holds them all exactly."""
-        from airflow_mesh.backfill.sqltext import table_name
-
         problems = []
         for error in unbounded:
             column = identifier(error.column, "postgres")
-            source = f"{table_name(table, 'postgres')}"
+            source = table_name(table, "postgres")
             if error.array:
                 source += f", LATERAL unnest({column}) AS v(x)"
                 column = "v.x"
@@ -386,8 +383,6 @@ class PostgresSource(_SqlSource):
         """How many of the request's rows hold NaN or an infinity in each float (or float array) column."""
         if not columns:
             return {}
-        from airflow_mesh.backfill.sqltext import table_name
-
         counts = []
         for i, name in enumerate(columns):
             column = identifier(name, "postgres")

@@ -428,7 +428,7 @@ def _from_documents(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 # with `keyword` for text, wider numbers.
 _ES_HOLDS = {"text": {"keyword", "match_only_text", "wildcard"}, "keyword": {"text", "wildcard"},
              "byte": {"short", "integer", "long"}, "short": {"integer", "long"}, "integer": {"long"},
-             "float": {"double"}, "date": {"date_nanos"}}
+             "float": {"double"}}
 
 
 def _write_error(index: str, error: Any) -> TargetWriteError:
