@@ -52,6 +52,10 @@ class BackfillRequest(BaseModel):
         range_size: Rows per key range (the unit of parallelism, checkpointing and verification).
         parallelism: Ranges moved at once.
         dry_run: Plan and count only; write nothing.
+        casts: ``column -> SQL type`` (e.g. ``{"amount": "numeric(38,20)"}``): the source selects
+            ``CAST(column AS type)`` and the column takes that type's exact Arrow type; a value the
+            cast would change (round, cut) fails the run naming the column, never rounds.
+        exclude: Columns neither read nor written (not in the target).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -65,6 +69,30 @@ class BackfillRequest(BaseModel):
     range_size: int = Field(default=250_000, ge=1, le=50_000_000)
     parallelism: int = Field(default=2, ge=1, le=64)
     dry_run: bool = False
+    casts: dict[str, str] = Field(default_factory=dict)
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("casts")
+    @classmethod
+    def _sql_types(cls, value: dict[str, str]) -> dict[str, str]:
+        from airflow_mesh.backfill.types import parse_cast
+
+        for column, spelled in value.items():
+            if not column.strip():
+                raise ValueError("a cast needs a column name (column=type)")
+            try:
+                parse_cast(spelled)
+            except ValueError:
+                raise ValueError(f"{column}={spelled!r}: {spelled!r} is not an SQL type (e.g. numeric(38,20), "
+                                 "text, varchar(64), bigint)") from None
+        return dict(sorted(value.items()))
+
+    @field_validator("exclude")
+    @classmethod
+    def _excluded_names(cls, value: list[str]) -> list[str]:
+        if any(not column.strip() for column in value):
+            raise ValueError("an excluded column needs a name")
+        return sorted(set(value))
 
     @field_validator("table")
     @classmethod
@@ -119,9 +147,44 @@ class BackfillRequest(BaseModel):
             raise ValueError("mode 'incremental' needs a cursor_column (e.g. updated_at)")
         return self
 
+    @model_validator(mode="after")
+    def _overrides_leave_key_and_cursor(self) -> BackfillRequest:
+        both = sorted(set(self.casts) & set(self.exclude))
+        if both:
+            raise ValueError(f"casts and exclude: {', '.join(both)} cannot be both cast and excluded")
+        for option, columns in (("casts", self.casts), ("exclude", self.exclude)):
+            if self.key is not None and self.key in columns:
+                raise ValueError(f"{option}: {self.key!r} is the key ranges are cut on; it is copied as it is")
+        if self.cursor_column is not None and self.cursor_column in self.exclude:
+            raise ValueError(f"exclude: {self.cursor_column!r} is the cursor column; an incremental run reads it")
+        return self
+
+
+def parse_casts(items: dict[str, str] | list[str] | tuple[str, ...] | str | None) -> dict[str, str]:
+    """Casts as the CLI, the operators and the UI form take them: a dict, or ``column=type``
+    strings (one, or a list); None or empty means none.
+
+    Raises:
+        PlanError: an item is not ``column=type``.
+    """
+    if not items:
+        return {}
+    if isinstance(items, dict):
+        return {str(k): str(v) for k, v in items.items()}
+    casts: dict[str, str] = {}
+    for item in [items] if isinstance(items, str) else items:
+        column, sign, spelled = str(item).partition("=")
+        if not sign or not column.strip() or not spelled.strip():
+            raise PlanError(f"cast {item!r} is not column=type (e.g. amount=numeric(38,20))")
+        casts[column.strip()] = spelled.strip()
+    return casts
+
 
 def job_id(source: str, target: str, request: BackfillRequest) -> str:
     """A stable id of one backfill (same source, target and request -> same id): the checkpoint key."""
-    payload = json.dumps([source, target, request.model_dump(mode="json", exclude={"parallelism", "dry_run"})],
-                         sort_keys=True)
+    fields = request.model_dump(mode="json", exclude={"parallelism", "dry_run"})
+    for override in ("casts", "exclude"):  # absent when empty: a job's id is the one it had before these existed
+        if not fields[override]:
+            del fields[override]
+    payload = json.dumps([source, target, fields], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
