@@ -250,8 +250,7 @@ class IcebergTarget:
                   if info.type == fs.FileType.File and info.base_name.startswith(prefix)]
         if not staged:
             return 0
-        held = {io.parse_location(p)[2] for p in table.inspect.all_files().column("file_path").to_pylist()} \
-            if table.current_snapshot() is not None else set()
+        held = {io.parse_location(p)[2] for p in _held_files(table)}
         orphans = [p for p in staged if p not in held]
         for orphan in orphans:
             filesystem.delete_file(orphan)
@@ -321,6 +320,20 @@ class IcebergTarget:
         table = self.catalog.load_table(self.identifier)
         return {r.id: self._files(table.scan(row_filter=self._range_filter(r), selected_fields=self.keys))
                 for r in key_ranges}
+
+
+def _held_files(table: Any) -> set[str]:
+    """Every data and delete file any snapshot of an Iceberg table holds (its manifests, each read
+    once; no statistics decoded, so any column type will do)."""
+    held: set[str] = set()
+    seen: set[str] = set()
+    for snapshot in table.metadata.snapshots:
+        for manifest in snapshot.manifests(table.io):
+            if manifest.manifest_path in seen:
+                continue
+            seen.add(manifest.manifest_path)
+            held.update(entry.data_file.file_path for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False))
+    return held
 
 
 class PostgresTarget:
