@@ -3,7 +3,8 @@
 Fill in the form (Trigger DAG w/ config): the source connection and table, the target connection
 and its table/index/topic (for a Kafka topic, optionally a schema registry connection: the messages
 are then Avro, their schemas registered as ``<topic>-key`` and ``<topic>-value``), the mode, an
-optional filter, and how to cut and spread the work. The
+optional filter, optional column overrides (``cast``: one ``column=type`` a line, e.g.
+``amount=numeric(38,20)``; ``exclude``: one column a line), and how to cut and spread the work. The
 backfill is planned first (the target is created, or its schema checked, before anything is
 written), then every key range runs as its own mapped task, so the ranges spread over the
 executor's workers; a final task commits (one Iceberg commit for every range's data files) and
@@ -21,7 +22,7 @@ from airflow_mesh.operators.backfill import BackfillRangeOperator, CommitBackfil
 TABLE_PATTERN = r'^[^.;"`\x00-\x1f]+(\.[^.;"`\x00-\x1f]+)?$'
 REQUEST = {name: "{{ params.%s }}" % name for name in (
     "source_conn_id", "table", "target_conn_id", "target_name", "key", "mode", "cursor_column", "where",
-    "range_size", "parallelism", "dry_run", "value_format", "schema_registry_conn_id")}
+    "range_size", "parallelism", "dry_run", "value_format", "schema_registry_conn_id", "cast", "exclude")}
 
 
 @dag(
@@ -53,6 +54,14 @@ REQUEST = {name: "{{ params.%s }}" % name for name in (
         "where": Param(None, type=["null", "string"], title="Filter",
                        description="Optional: one SQL condition on the source rows in the source's dialect, "
                                    "e.g. status <> 'test'. Empty: every row.", section="Source"),
+        "cast": Param(None, type=["null", "array"], items={"type": "string", "pattern": r"^[^=]+=.+$"},
+                      title="Cast columns",
+                      description="Optional, one column=type a line, e.g. amount=numeric(38,20) or shape=text: the "
+                                  "column is read as CAST(column AS type); a value that would change fails the run.",
+                      section="Source"),
+        "exclude": Param(None, type=["null", "array"], items={"type": "string", "minLength": 1},
+                         title="Exclude columns", description="Optional, one column a line: not read, not copied.",
+                         section="Source"),
         "target_conn_id": Param("iceberg_default", type="string", minLength=1, title="Target connection",
                                 description="The connection id to copy into: a postgres, iceberg, elasticsearch or "
                                             "kafka connection, e.g. iceberg_default, postgres_mesh, "

@@ -63,6 +63,12 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--where", metavar="CONDITION",
                       help="copy only the rows matching one SQL condition in the source's dialect, "
                            "e.g. \"status <> 'test'\"")
+    what.add_argument("--cast", action="append", default=[], metavar="COLUMN=TYPE",
+                      help="read COLUMN as CAST(COLUMN AS TYPE) and copy it with that type's exact type, e.g. "
+                           "amount=numeric(38,20) or shape=text; a value the cast would change (round, cut) fails "
+                           "the run naming the column (repeatable)")
+    what.add_argument("--exclude", action="append", default=[], metavar="COLUMN",
+                      help="leave COLUMN out: neither read nor in the target (repeatable)")
     what.add_argument("--mode", default="full", choices=["full", "incremental"],
                       help="full: every row; incremental: rows whose --cursor-column passed the last run's mark")
     what.add_argument("--cursor-column", metavar="COLUMN", help="incremental mode: e.g. updated_at")
@@ -110,11 +116,12 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
     from airflow_mesh.backfill import engine
     from airflow_mesh.backfill.checkpoint import CheckpointStore
     from airflow_mesh.backfill.endpoints import ConnectionFields, make_source, make_target, schema_registry_from_url
-    from airflow_mesh.backfill.plan import BackfillRequest
+    from airflow_mesh.backfill.plan import BackfillRequest, parse_casts
 
     request = BackfillRequest(table=args.table, key=args.key, mode=args.mode, cursor_column=args.cursor_column,
                               cursor_after=args.cursor_after, where=args.where, range_size=args.range_size,
-                              parallelism=args.parallelism, dry_run=args.dry_run)
+                              parallelism=args.parallelism, dry_run=args.dry_run, casts=parse_casts(args.cast),
+                              exclude=args.exclude)
     source = make_source(ConnectionFields.from_uri(args.source))
     registry = schema_registry_from_url(args.schema_registry) if args.schema_registry else None
     target = make_target(ConnectionFields.from_uri(args.target), args.target_name, value_format=args.value_format,

@@ -12,7 +12,11 @@ int64, uint32                          ``long``
 uint64                                 ``bytes`` decimal(20, 0) (no Avro integer holds 2^64 - 1)
 float32, float64                       ``float``, ``double``
 decimal(p, s)                          ``bytes`` with logicalType ``decimal``, precision p, scale s
-string (json, uuid, text...), json     ``string``
+string (json, inet, text...), json     ``string``
+uuid                                   ``string`` with logicalType ``uuid``
+month_day_nano interval                ``string``: its ISO 8601 text (``P1Y2M3DT4H5M6.789S``; Avro's
+                                       ``duration`` holds milliseconds only, and no negative parts)
+list<T>                                ``array`` of T (of ``["null", T]`` when its items are nullable)
 binary                                 ``bytes``; fixed_size_binary(n): ``fixed`` of size n
 date32, date64                         ``int`` date
 time32                                 ``int`` time-millis; time64(us): ``long`` time-micros
@@ -21,7 +25,7 @@ timestamp without a time zone          ``long`` local-timestamp-micros (a wall-c
 =====================================  ===============================================================
 
 A nullable column becomes the union ``["null", T]`` with default null. A type with no exact
-equivalent (nanosecond times, durations, lists, structs...) is a ``TypeMappingError`` naming the
+equivalent (nanosecond times, durations, structs...) is a ``TypeMappingError`` naming the
 column and its type. ``encode_bodies`` writes exactly what fastavro's ``schemaless_writer`` writes
 for the same values (decimals in their shortest two's complement); ``decode_bodies`` reads them
 back into the original Arrow types (through polars' Avro reader, about 25 times as fast as
@@ -40,6 +44,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from airflow_mesh.backfill.convert import empty_table, from_storage, from_text, to_text
 from airflow_mesh.backfill.errors import TypeMappingError
 
 __all__ = ["avro_name", "avro_schema", "avro_type", "conformed", "decode_bodies", "encode_bodies",
@@ -65,6 +70,17 @@ def _unwrapped(t: pa.DataType) -> pa.DataType:
     return t
 
 
+def _is_uuid(t: pa.DataType) -> bool:
+    return isinstance(t, pa.BaseExtensionType) and t.extension_name == "arrow.uuid"
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t)
+
+
+_INTERVAL = pa.month_day_nano_interval()
+
+
 def avro_type(field: pa.Field) -> Any:
     """The Avro type of an Arrow field, without its nullability.
 
@@ -78,6 +94,17 @@ def avro_type(field: pa.Field) -> Any:
         TypeMappingError: the type has no exact Avro equivalent.
     """
     t = _unwrapped(field.type)
+    if _is_uuid(t):
+        return {"type": "string", "logicalType": "uuid"}
+    if t == _INTERVAL:
+        return "string"
+    if _is_list(t):
+        try:
+            item = avro_type(pa.field(field.name, t.value_type))
+        except TypeMappingError as exc:
+            raise TypeMappingError(f"column {field.name!r}: Arrow type {field.type} has no exact Avro equivalent "
+                                   f"here (its items: {exc})") from None
+        return {"type": "array", "items": ["null", item] if t.value_field.nullable else item}
     if pa.types.is_null(t):
         return "null"
     if pa.types.is_boolean(t):
@@ -212,6 +239,10 @@ def _encoded(column: pa.Array, field: pa.Field) -> pa.Array:
     if pa.types.is_dictionary(t):
         column = column.dictionary_decode()
         t = column.type
+    if _is_uuid(t) or t == _INTERVAL:  # their exact text, as an Avro string
+        return _length_prefixed(pc.fill_null(to_text(column), ""))
+    if _is_list(t):
+        return _array_blocks(column, pa.field(field.name, t.value_type, t.value_field.nullable))
     if isinstance(t, pa.BaseExtensionType):
         column = column.storage
         t = column.type
@@ -247,6 +278,23 @@ _NULL_BRANCH = pa.scalar(b"\x00", pa.binary())
 _VALUE_BRANCH = pa.scalar(b"\x02", pa.binary())
 
 
+def _array_blocks(column: pa.Array, item: pa.Field) -> pa.Array:
+    """Avro ``array``s: for each list, its item count, its items, then the closing count 0 (an
+    empty list is the 0 alone), as fastavro writes them."""
+    offsets = pc.cast(column.offsets, pa.int64())
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    values = column.values.slice(start, end - start)
+    encoded = _encoded(values, item)
+    if item.nullable:
+        valid = pc.is_valid(values)
+        encoded = pc.if_else(valid, pc.binary_join_element_wise(_VALUE_BRANCH, encoded, _EMPTY), _NULL_BRANCH)
+    rebased = pc.cast(pc.subtract(offsets, start), pa.int32())
+    items = pc.binary_join(pa.ListArray.from_arrays(rebased, pc.cast(encoded, pa.binary())), _EMPTY)
+    counts = pc.cast(pc.fill_null(pc.list_value_length(column), 0), pa.int64())
+    closing = pc.if_else(pc.greater(counts, 0), pa.scalar(b"\x00", pa.binary()), _EMPTY)
+    return pc.binary_join_element_wise(_varints(counts), pc.fill_null(items, b""), closing, _EMPTY)
+
+
 def encode_bodies(batch: pa.RecordBatch | pa.Table, avro: dict[str, Any], prefix: bytes = b"") -> pa.Array:
     """Every row of a batch in Avro's binary encoding, as a binary array (one value per row).
 
@@ -263,7 +311,7 @@ def encode_bodies(batch: pa.RecordBatch | pa.Table, avro: dict[str, Any], prefix
     """
     if isinstance(batch, pa.Table):
         batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else \
-            pa.RecordBatch.from_arrays([pa.array([], f.type) for f in batch.schema], schema=batch.schema)
+            pa.RecordBatch.from_arrays([column.combine_chunks() for column in batch.columns], schema=batch.schema)
     pieces: list[pa.Array | bytes] = [prefix]
     for field in avro["fields"]:
         if field["type"] == "null":
@@ -297,6 +345,16 @@ def encode_bodies(batch: pa.RecordBatch | pa.Table, avro: dict[str, Any], prefix
 
 def _decoded(values: list[Any], t: pa.DataType) -> pa.Array:
     """A column of values as fastavro reads them, in its exact Arrow type."""
+    if _is_uuid(t) or t == _INTERVAL:
+        return from_text(pa.array([None if v is None else str(v) for v in values], pa.string()), t)
+    if _is_list(t):
+        offsets, flat = [0], []
+        for value in values:
+            flat.extend(value or [])
+            offsets.append(len(flat))
+        mask = pa.array([v is None for v in values], pa.bool_())
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), _decoded(flat, t.value_type),
+                                        mask=mask).cast(t)
     storage = t.storage_type if isinstance(t, pa.BaseExtensionType) else t
     if storage == pa.uint64():
         values = [None if v is None else int(v) for v in values]
@@ -350,23 +408,24 @@ def _container(avro: dict[str, Any], bodies: Sequence[bytes], offset: int) -> by
 
 def _polars_reads(avro: dict[str, Any]) -> bool:
     """Whether polars' Avro reader reads every field (it has no null type and no decimal wider
-    than 38 digits)."""
+    than 38 digits; arrays are left to fastavro but for arrays of plain strings and numbers)."""
     for field in avro["fields"]:
         for t in field["type"] if isinstance(field["type"], list) else [field["type"]]:
             if t == "null" and not isinstance(field["type"], list):
                 return False
             if isinstance(t, dict) and t.get("logicalType") == "decimal" and t["precision"] > 38:
                 return False
+            if isinstance(t, dict) and t.get("type") == "array":
+                items = t["items"] if isinstance(t["items"], list) else [t["items"]]
+                if not all(i in ("null", "string", "int", "long", "float", "double", "boolean") for i in items):
+                    return False
     return True
 
 
 def conformed(column: pa.ChunkedArray, t: pa.DataType) -> pa.ChunkedArray:
     """A column as polars read it (Avro or JSON), in the Arrow type it was written from (an
-    extension type, e.g. JSON, rebuilt around its storage)."""
-    if isinstance(t, pa.BaseExtensionType):
-        storage = pc.cast(column, t.storage_type)
-        return pa.chunked_array([pa.ExtensionArray.from_storage(t, chunk) for chunk in storage.chunks], t)
-    return pc.cast(column, t)
+    extension type, e.g. JSON, rebuilt around its storage; a uuid or interval from its text)."""
+    return from_storage(column, t)
 
 
 def decode_bodies(bodies: Sequence[bytes], avro: dict[str, Any], schema: pa.Schema, offset: int = 0,
@@ -384,7 +443,7 @@ def decode_bodies(bodies: Sequence[bytes], avro: dict[str, Any], schema: pa.Sche
         The rows, in order, as a table of ``schema``.
     """
     if not bodies:
-        return schema.empty_table()
+        return empty_table(schema)
     if reader is None and _polars_reads(avro):
         import polars as pl
 

@@ -17,24 +17,52 @@ def _polars_formats(t: pa.DataType) -> bool:
     return pa.types.is_decimal128(t) and 0 <= t.scale <= 6
 
 
+def _canonical_values(column: pa.Array) -> pa.Array:
+    """A list's values (or any column of a type polars does not take as it is) in a hashable form:
+    decimals as text, timestamps as UTC microseconds, text as string views, uuids as their 16
+    bytes, intervals as their 16 bytes (months, days, nanoseconds), lists of these likewise."""
+    t = column.type
+    if pa.types.is_dictionary(t):
+        return _canonical_values(column.dictionary_decode())
+    if isinstance(t, pa.BaseExtensionType):
+        return _canonical_values(column.storage)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        offsets = pc.cast(column.offsets, pa.int64())
+        start, end = offsets[0].as_py(), offsets[-1].as_py()
+        values = _canonical_values(column.values.slice(start, end - start))
+        rebased = pc.cast(pc.subtract(offsets, start), pa.int32())
+        return pa.ListArray.from_arrays(rebased, values, mask=column.is_null() if column.null_count else None)
+    if pa.types.is_decimal(t):
+        return pc.cast(pc.cast(column, pa.string()), pa.string_view())
+    if pa.types.is_timestamp(t):
+        return pc.cast(pc.cast(column, pa.timestamp("us", tz=t.tz)), pa.int64())
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return pc.cast(column, pa.string_view())
+    if t == pa.month_day_nano_interval():
+        return pc.cast(pa.Array.from_buffers(pa.binary(16), len(column), column.buffers(), offset=column.offset),
+                       pa.binary())
+    if pa.types.is_fixed_size_binary(t) or pa.types.is_large_binary(t):
+        return pc.cast(column, pa.binary())
+    return column
+
+
 def _canonical(table: pa.Table) -> pa.Table:
     """Every column in a form whose hash does not depend on how a side stores it.
 
     Decimals become their exact text (those of ``_polars_formats`` in ``table_checksum``),
     timestamps their microseconds since the epoch in UTC, and all text string views: polars takes
     Arrow's views as they are (the hash is that of the text, however it is stored), where it would
-    copy every value of a plain or large string column.
+    copy every value of a plain or large string column. UUIDs and intervals hash as their bytes,
+    lists element by element in the same forms.
     """
     columns = []
     for column in table.columns:
         t = column.type
-        if pa.types.is_decimal(t) and not _polars_formats(t):
-            column = pc.cast(pc.cast(column, pa.string()), pa.string_view())
-        elif pa.types.is_timestamp(t):
-            column = pc.cast(pc.cast(column, pa.timestamp("us", tz=t.tz)), pa.int64())
-        elif pa.types.is_string(t) or pa.types.is_large_string(t):
-            column = pc.cast(column, pa.string_view())
-        columns.append(column)
+        if pa.types.is_decimal(t) and _polars_formats(t):
+            columns.append(column)
+            continue
+        columns.append(pa.chunked_array([_canonical_values(chunk) for chunk in column.chunks])
+                       if column.num_chunks else pa.chunked_array([], _canonical_values(pa.array([], t)).type))
     return pa.table(columns, names=table.column_names)
 
 

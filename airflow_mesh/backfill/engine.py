@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from airflow_mesh.backfill.checkpoint import CheckpointStore
 from airflow_mesh.backfill.checksum import batches_checksum, combine, table_checksum
-from airflow_mesh.backfill.errors import PlanError, StaleCheckpointError, VerificationError
+from airflow_mesh.backfill.errors import PlanError, StaleCheckpointError, TypeMappingError, VerificationError
 from airflow_mesh.backfill.explain import at, reading
 from airflow_mesh.backfill.keys import KeyRange, extend_ranges, plan_ranges, ranges_from_sample
 from airflow_mesh.backfill import marks
@@ -141,6 +141,7 @@ def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: 
     job, info, keys = described.job, described.info, described.keys
     doing = f"planning the ranges of {info.name}" + (" (check the filter)" if request.where else "")
     with at("source", source.name, doing):
+        _refuse_non_finite(source, target, described, request)
         return _plan(source, request, checkpoints, job, info, keys)
 
 
@@ -179,8 +180,47 @@ def describe(source: Source, target: Target, request: BackfillRequest) -> Plan:
         PlanError: no such table, no usable key, a type without an exact mapping.
     """
     with at("source", source.name, f"reading the description of {request.table}"):
-        info = source.describe(request.table)
+        try:
+            info = source.describe(request.table, casts=request.casts, exclude=request.exclude)
+        except TypeMappingError as exc:  # the target's problems with the columns that did map join the error
+            if exc.mapped is None:
+                raise
+            raise TypeMappingError.of(request.table, exc.problems + _type_problems(target, exc.mapped)) from None
+    problems = _type_problems(target, info.schema)
+    if problems:
+        raise TypeMappingError.of(request.table, problems)
     return Plan(job_id(source.name, target.name, request), info, info.key_columns(request.key), 0, [])
+
+
+def _type_problems(target: Target, schema: pa.Schema) -> list[str]:
+    """The columns the target has no exact type for (a target without the check: none)."""
+    check = getattr(target, "type_problems", None)
+    return check(schema) if check is not None else []
+
+
+def _is_float(t: pa.DataType) -> bool:
+    while pa.types.is_list(t) or pa.types.is_large_list(t):
+        t = t.value_type
+    return pa.types.is_floating(t)
+
+
+def _refuse_non_finite(source: Source, target: Target, the_plan: Plan, request: BackfillRequest) -> None:
+    """Before anything is written: refuse NaN and infinities headed for a target that cannot hold
+    them (JSON: Elasticsearch, Kafka JSON), counted in the source (one query).
+
+    Raises:
+        TypeMappingError: every float column that holds one, with the override that would work.
+    """
+    floats = [f.name for f in the_plan.info.schema if _is_float(f.type)]
+    count = getattr(source, "non_finite", None)
+    if not floats or count is None or not getattr(target, "finite_floats_only", False):
+        return
+    counts = count(the_plan.info, the_plan.keys, request, floats)
+    if counts:
+        raise TypeMappingError.of(request.table, [
+            f"column {name!r}: {n} row(s) hold NaN or an infinity, which {target.name} cannot hold (JSON has "
+            f"neither); write Kafka in Avro, or --cast {name}=text keeps each value's text, or --exclude {name}"
+            for name, n in counts.items()])
 
 
 def stream_range(source: Source, the_plan: Plan, request: BackfillRequest, key_range: KeyRange,

@@ -31,10 +31,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from airflow_mesh.backfill.avro_types import avro_schema, conformed, decode_bodies, encode_bodies
+from airflow_mesh.backfill.avro_types import avro_schema, decode_bodies, encode_bodies
+from airflow_mesh.backfill.convert import empty_table, plain_type, table_from_storage, table_to_storage
 from airflow_mesh.backfill.errors import BackfillError, PlanError, TargetSchemaError, TypeMappingError
-from airflow_mesh.backfill.names import kafka_topic
 from airflow_mesh.backfill.keys import KeyRange, range_condition
+from airflow_mesh.backfill.names import kafka_topic
+from airflow_mesh.backfill.types import json_storage_type, type_problems
 
 __all__ = ["VALUE_FORMATS", "KafkaTarget", "json_keys", "json_lines", "json_lines_to_arrow"]
 
@@ -183,6 +185,17 @@ class KafkaTarget:
 
     # ---------------------------------------------------------------- the Target protocol
 
+    @property
+    def finite_floats_only(self) -> bool:
+        """JSON has no NaN or infinity (Avro has): such values are refused before writing."""
+        return self.value_format == "json"
+
+    def type_problems(self, schema: pa.Schema) -> list[str]:
+        """The columns Avro cannot hold exactly, or name (one line each; JSON holds every column)."""
+        if self.value_format != "avro":
+            return []
+        return type_problems(schema, lambda field: avro_schema(pa.schema([field]), "Value"))
+
     def prepare(self, schema: pa.Schema, key: str | tuple[str, ...]) -> None:
         """Check everything, then create the topic and register the schemas; writes no message.
 
@@ -196,6 +209,9 @@ class KafkaTarget:
         self.keys = (key,) if isinstance(key, str) else tuple(key)
         self.schema, self._latest = schema, None
         if self.value_format == "avro":
+            problems = self.type_problems(schema)
+            if problems:
+                raise TypeMappingError.of(f"Kafka topic {self.topic}", problems)
             namespace = self.topic
             self.key_schema = avro_schema(pa.schema([schema.field(k) for k in self.keys]), "Key", namespace,
                                           required=self.keys)
@@ -311,7 +327,7 @@ class KafkaTarget:
             else:
                 writer = json.loads(self._client().get_schema(schema_id).schema_str)
                 tables.append(decode_bodies(group, writer, self.schema, offset=5, reader=self.value_schema))
-        return pa.concat_tables(tables) if tables else self.schema.empty_table()
+        return pa.concat_tables(tables) if tables else empty_table(self.schema)
 
     def _read_all(self) -> pa.Table:
         """The topic's committed messages, the last value of each key (by its bytes, as log
@@ -388,46 +404,27 @@ def in_range(table: pa.Table, keys: tuple[str, ...], key_range: KeyRange) -> pa.
 # ------------------------------------------------------------------ JSON, a batch at a time
 
 
-def _is_text(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+def _json_schema(schema: pa.Schema) -> pa.Schema:
+    """The columns as the topic's JSON holds them: numbers and booleans as JSON values (integers of
+    any width, uint64 too), lists as arrays, everything else as its exact text (``convert.to_text``)."""
+    return pa.schema([pa.field(f.name, _json_type(f.type)) for f in schema])
 
 
-def _is_bytes(t: pa.DataType) -> bool:
-    return (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
-            or (pa.types.is_fixed_size_binary(t) and not pa.types.is_decimal(t)))
+def _json_type(t: pa.DataType) -> pa.DataType:
+    stored = json_storage_type(t)
+    if plain_type(t) == pa.uint64():
+        return pa.uint64()
+    if pa.types.is_list(stored):
+        return pa.list_(_json_type(plain_type(t).value_type))
+    return stored
 
 
-def _plain(column: pa.Array) -> pa.Array:
-    """A column as values polars takes: dictionaries decoded, extension types (JSON) their storage,
-    timestamps in microseconds (or nanoseconds) and in UTC when they have a zone."""
-    if pa.types.is_dictionary(column.type):
-        column = column.dictionary_decode()
-    if isinstance(column.type, pa.BaseExtensionType):
-        column = column.storage
-    t = column.type
-    if pa.types.is_decimal(t):
-        return pc.cast(column, pa.string())  # the exact text, as str(Decimal) writes it
-    if pa.types.is_timestamp(t):
-        return pc.cast(column, pa.timestamp("ns" if t.unit == "ns" else "us", tz="UTC" if t.tz else None))
-    if pa.types.is_time32(t):
-        return pc.cast(column, pa.time64("us"))
-    if pa.types.is_date64(t):
-        return pc.cast(column, pa.date32())
-    if _is_bytes(t):
-        return pc.cast(column, pa.binary())
-    return column
-
-
-def _iso(column: str, dtype: pl.DataType) -> pl.Expr:
-    """ISO 8601 text of a temporal column, as Python's ``isoformat`` writes it (fractional seconds
-    only when not zero, ``+00:00`` for UTC)."""
-    if isinstance(dtype, pl.Datetime):
-        digits, zero = ("%.9f", ".000000000") if dtype.time_unit == "ns" else ("%.6f", ".000000")
-        text = pl.col(column).dt.to_string(f"%Y-%m-%dT%H:%M:%S{digits}").str.strip_suffix(zero)
-        return text + "+00:00" if dtype.time_zone else text
-    if isinstance(dtype, pl.Time):
-        return pl.col(column).dt.to_string("%H:%M:%S%.6f").str.strip_suffix(".000000")
-    return pl.col(column).dt.to_string("%Y-%m-%d")
+def _non_finite(column: pa.ChunkedArray | pa.Array) -> bool:
+    """Whether a float column (or a list of floats) holds NaN or an infinity."""
+    values = column
+    while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        values = pc.list_flatten(values)
+    return pa.types.is_floating(values.type) and pc.all(pc.is_finite(values)).as_py() is False
 
 
 def json_lines(batch: pa.RecordBatch | pa.Table) -> list[bytes]:
@@ -439,69 +436,48 @@ def json_lines(batch: pa.RecordBatch | pa.Table) -> list[bytes]:
     """
     if not batch.num_rows:
         return []
-    columns = [_plain(column if isinstance(column, pa.Array) else column.combine_chunks())
-               for column in batch.columns]
-    for name, column in zip(batch.schema.names, columns):
-        if pa.types.is_floating(column.type) and pc.all(pc.is_finite(column)).as_py() is False:
+    for name in batch.schema.names:
+        if _non_finite(batch.column(name)):
             raise TypeMappingError(f"column {name!r} holds NaN or an infinity, which JSON cannot hold; "
                                    "write the topic in Avro (value_format avro)")
-    frame = pl.from_arrow(pa.table(columns, names=batch.schema.names), rechunk=False)
-    conversions = []
-    for name, dtype in frame.schema.items():
-        if isinstance(dtype, (pl.Datetime, pl.Date, pl.Time)):
-            conversions.append(_iso(name, dtype).alias(name))
-        elif dtype == pl.Binary:
-            conversions.append(pl.col(name).bin.encode("base64").alias(name))
-    if conversions:
-        frame = frame.with_columns(conversions)
+    stored = table_to_storage(batch, _json_schema(batch.schema))
+    frame = pl.from_arrow(stored, rechunk=False)
     out = io.BytesIO()
     frame.write_ndjson(out)
     return out.getvalue().split(b"\n")[:-1]
 
 
 def json_keys(batch: pa.RecordBatch | pa.Table, key: str) -> list[bytes]:
-    """Each row's message key, ``{"<key>": <value>}`` byte for byte as ``json.dumps`` writes it."""
+    """Each row's message key: ``{"<key>": <value>}`` byte for byte as ``json.dumps`` writes it for an
+    integer key (as earlier versions wrote keys, so a compacted topic keeps one message a row), else
+    the key column as ``json_lines`` writes it (text quoted and escaped, uuids as their text...)."""
     column = batch.column(key)
+    if not pa.types.is_integer(column.type):
+        return json_lines(batch.select([key]))
     text = pc.cast(column if isinstance(column, pa.Array) else column.combine_chunks(), pa.string())
     keys = pc.binary_join_element_wise(pa.scalar("{" + json.dumps(key) + ": "), text, pa.scalar("}"), pa.scalar(""))
     return pc.cast(keys, pa.binary()).to_pylist()
 
 
-def _polars_type(field: pa.Field) -> pl.DataType:
-    """How polars reads a column's JSON: text for what JSON holds as text, else the column's type."""
-    t = field.type
-    if (_is_text(t) or _is_bytes(t) or pa.types.is_decimal(t) or pa.types.is_temporal(t)
-            or pa.types.is_dictionary(t) or isinstance(t, pa.BaseExtensionType)):
-        return pl.String
-    if pa.types.is_integer(t):  # polars reads no narrower integers from JSON: cast after
+def _polars_type(t: pa.DataType) -> pl.DataType:
+    """How polars reads a column's JSON: integers as 64-bit ones (it reads no narrower), floats as
+    doubles (a float32's shortest text read as a double rounds back exactly), lists of these."""
+    if pa.types.is_list(t):
+        return pl.List(_polars_type(t.value_type))
+    if pa.types.is_integer(t):
         return pl.UInt64 if pa.types.is_unsigned_integer(t) else pl.Int64
-    if pa.types.is_floating(t):  # a float32's shortest text read as a double rounds back exactly
+    if pa.types.is_floating(t):
         return pl.Float64
-    return pl.from_arrow(pa.table({"x": pa.array([], t)})).schema["x"]
-
-
-def _typed(column: pa.ChunkedArray, t: pa.DataType) -> pa.ChunkedArray:
-    """A column read from JSON (text for decimals, times and binaries) in its Arrow type."""
-    if pa.types.is_time(t):
-        micros = pl.from_arrow(column).str.to_time("%H:%M:%S%.f").to_arrow()
-        return pc.cast(micros, t)
-    if pa.types.is_timestamp(t):  # read at the precision it was written with, then in its unit
-        return pc.cast(pc.cast(pc.cast(column, pa.string()), pa.timestamp("ns" if t.unit == "ns" else "us", t.tz)), t)
-    if pa.types.is_date(t):
-        return pc.cast(pc.cast(pc.cast(column, pa.string()), pa.date32()), t)
-    if pa.types.is_decimal(t):
-        return pc.cast(pc.cast(column, pa.string()), t)
-    return conformed(column, t)
+    if pa.types.is_boolean(t):
+        return pl.Boolean
+    return pl.String
 
 
 def json_lines_to_arrow(lines: list[bytes], schema: pa.Schema) -> pa.Table:
     """JSON objects (as ``json_lines`` writes them) as a table of ``schema``: the inverse of
     ``json_lines``. Fields a line lacks are NULL; fields the schema lacks are ignored."""
     if not lines:
-        return schema.empty_table()
-    frame = pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema={f.name: _polars_type(f) for f in schema})
-    decoded = [pl.col(f.name).str.decode("base64") for f in schema if _is_bytes(f.type)]
-    if decoded:
-        frame = frame.with_columns(decoded)
-    table = frame.to_arrow()
-    return pa.table([_typed(table.column(f.name), f.type) for f in schema], schema=schema)
+        return empty_table(schema)
+    stored = _json_schema(schema)
+    frame = pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema={f.name: _polars_type(f.type) for f in stored})
+    return table_from_storage(frame.to_arrow(), schema)

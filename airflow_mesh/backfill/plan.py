@@ -70,6 +70,10 @@ class BackfillRequest(BaseModel):
         dry_run: Plan and count only; write nothing.
         cursor_lag: Seconds the new high-water mark is held back by, beyond what the source's snapshot
             proves (for cursor values written by clocks other than the database's).
+        casts: ``column -> SQL type`` (e.g. ``{"amount": "numeric(38,20)"}``): the source selects
+            ``CAST(column AS type)`` and the column takes that type's exact Arrow type; a value the
+            cast would change (round, cut) fails the run naming the column, never rounds.
+        exclude: Columns neither read nor written (not in the target).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -84,6 +88,30 @@ class BackfillRequest(BaseModel):
     parallelism: int = Field(default=2, ge=1, le=64)
     dry_run: bool = False
     cursor_lag: float = Field(default=0.0, ge=0, le=7 * 86_400)
+    casts: dict[str, str] = Field(default_factory=dict)
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("casts")
+    @classmethod
+    def _sql_types(cls, value: dict[str, str]) -> dict[str, str]:
+        from airflow_mesh.backfill.types import parse_cast
+
+        for column, spelled in value.items():
+            if not column.strip():
+                raise ValueError("a cast needs a column name (column=type)")
+            try:
+                parse_cast(spelled)
+            except ValueError:
+                raise ValueError(f"{column}={spelled!r}: {spelled!r} is not an SQL type (e.g. numeric(38,20), "
+                                 "text, varchar(64), bigint)") from None
+        return dict(sorted(value.items()))
+
+    @field_validator("exclude")
+    @classmethod
+    def _excluded_names(cls, value: list[str]) -> list[str]:
+        if any(not column.strip() for column in value):
+            raise ValueError("an excluded column needs a name")
+        return sorted(set(value))
 
     @field_validator("table")
     @classmethod
@@ -137,6 +165,38 @@ class BackfillRequest(BaseModel):
         if self.mode is Mode.INCREMENTAL and not self.cursor_column:
             raise ValueError("mode 'incremental' needs a cursor_column (e.g. updated_at)")
         return self
+
+    @model_validator(mode="after")
+    def _overrides_leave_key_and_cursor(self) -> BackfillRequest:
+        both = sorted(set(self.casts) & set(self.exclude))
+        if both:
+            raise ValueError(f"casts and exclude: {', '.join(both)} cannot be both cast and excluded")
+        for option, columns in (("casts", self.casts), ("exclude", self.exclude)):
+            if self.key is not None and self.key in columns:
+                raise ValueError(f"{option}: {self.key!r} is the key ranges are cut on; it is copied as it is")
+        if self.cursor_column is not None and self.cursor_column in self.exclude:
+            raise ValueError(f"exclude: {self.cursor_column!r} is the cursor column; an incremental run reads it")
+        return self
+
+
+def parse_casts(items: dict[str, str] | list[str] | tuple[str, ...] | str | None) -> dict[str, str]:
+    """Casts as the CLI, the operators and the UI form take them: a dict, or ``column=type``
+    strings (one, or a list); None or empty means none.
+
+    Raises:
+        PlanError: an item is not ``column=type``.
+    """
+    if not items:
+        return {}
+    if isinstance(items, dict):
+        return {str(k): str(v) for k, v in items.items()}
+    casts: dict[str, str] = {}
+    for item in [items] if isinstance(items, str) else items:
+        column, sign, spelled = str(item).partition("=")
+        if not sign or not column.strip() or not spelled.strip():
+            raise PlanError(f"cast {item!r} is not column=type (e.g. amount=numeric(38,20))")
+        casts[column.strip()] = spelled.strip()
+    return casts
 
 
 # How a run is done, not what it copies: none of these changes a job's identity.

@@ -11,19 +11,20 @@ import contextlib
 import datetime as dt
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import pyarrow as pa
 
-from airflow_mesh.backfill.errors import PlanError
+from airflow_mesh.backfill.convert import META_SELECT, conform, plain_type
+from airflow_mesh.backfill.errors import PlanError, TypeMappingError
 from airflow_mesh.backfill.filters import parse_filter
 from airflow_mesh.backfill.keys import KeyRange, json_value, range_condition, range_count
 from airflow_mesh.backfill.plan import BackfillRequest, Mode, key_columns
 from airflow_mesh.backfill.sqltext import identifier, key_literal, literal, range_predicate, table_name
-from airflow_mesh.backfill.types import arrow_type
+from airflow_mesh.backfill.types import UnboundedNumericError, mariadb_field, postgres_field
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ class Source(Protocol):
         source can), and say what that view proves."""
         ...
 
-    def describe(self, table: str) -> TableInfo: ...
+    def describe(self, table: str, casts: Mapping[str, str] | None = None,
+                 exclude: Collection[str] = ()) -> TableInfo: ...
 
     def key_bounds(self, info: TableInfo, key: str, request: BackfillRequest,
                    exact_count: bool = True) -> tuple[int | None, int | None, int]:
@@ -147,7 +149,30 @@ class Source(Protocol):
 
 
 def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    return batch if batch.schema.equals(schema) else batch.cast(schema)
+    """A batch as the driver read it, in the table's exact schema (see ``convert.conform``)."""
+    return conform(batch, schema)
+
+
+def _overrides(table: str, names: list[str], primary_key: list[str], casts: Mapping[str, str] | None,
+               exclude: Collection[str]) -> None:
+    """Refuse casts and exclusions of columns the table lacks, or of its primary key.
+
+    Raises:
+        PlanError: naming the field (``casts`` or ``exclude``) and the column.
+    """
+    for option, columns in (("casts", list(casts or {})), ("exclude", list(exclude))):
+        for column in columns:
+            if column not in names:
+                raise PlanError(f"{option}: {column!r} is not a column of {table} (columns: {', '.join(names)})")
+            if column in primary_key:
+                raise PlanError(f"{option}: {column!r} is the primary key of {table}; the key is copied as it is")
+
+
+def _mapped_schema(table: str, fields: list[pa.Field], problems: list[str]) -> pa.Schema:
+    """The table's schema, or one error with every column's problem (and the columns that did map)."""
+    if problems:
+        raise TypeMappingError.of(table, problems, mapped=pa.schema(fields))
+    return pa.schema(fields)
 
 
 # Key samples: a table with fewer rows than this has all its keys read (exact boundaries); a larger
@@ -181,7 +206,8 @@ class _SqlSource:
         raise NotImplementedError
 
     def _columns_sql(self, schema_name: str, table: str) -> str:
-        """A query of the table's columns: ``name``, ``type`` (as the database spells it), ``is_key``."""
+        """A query of the table's columns: ``name``, ``type`` (as the database spells it), ``is_key``
+        and what the dialect's ``_field`` needs besides."""
         raise NotImplementedError
 
     def _unique_keys_sql(self, schema_name: str, table: str) -> str:
@@ -198,7 +224,9 @@ class _SqlSource:
         raise NotImplementedError
 
     def _select(self, column: pa.Field) -> str:
-        return self._ident(column.name)
+        """The column's select item(s), as ``describe`` worked them out (``mesh.select``)."""
+        select = (column.metadata or {}).get(META_SELECT)
+        return select.decode() if select is not None else identifier(column.name, self.dialect)
 
     @contextlib.contextmanager
     def consistent(self) -> Iterator[Snapshot]:
@@ -235,31 +263,100 @@ class _SqlSource:
     def _literal(self, value: str) -> str:
         return literal(value, self.dialect)
 
-    def describe(self, table: str) -> TableInfo:
-        """The table's columns with exact Arrow types, its primary key and its unique keys.
+    def columns(self, table: str) -> list[dict[str, Any]]:
+        """The catalog's rows of a table's columns (see ``_columns_sql``), in order; empty when the
+        table does not exist."""
+        schema_name, _, name = table.rpartition(".")
+        return self._query(self._columns_sql(schema_name, name)).to_pylist()
+
+    def _field(self, row: dict[str, Any], cast: str | None) -> pa.Field:
+        """A catalog row's exact Arrow field (raises TypeMappingError)."""
+        raise NotImplementedError
+
+    def _unmapped(self, table: str, unbounded: list[UnboundedNumericError]) -> list[str]:
+        """The problems of columns whose type alone cannot say which type holds their values."""
+        return [str(error) for error in unbounded]
+
+    def describe(self, table: str, casts: Mapping[str, str] | None = None,
+                 exclude: Collection[str] = ()) -> TableInfo:
+        """The table's columns with exact Arrow types, and its primary key.
+
+        Args:
+            table: ``schema.table`` or ``table``.
+            casts: ``column -> SQL type``: the column is selected as ``CAST(column AS type)`` and
+                typed by it (a value the cast would change fails the read, naming the column).
+            exclude: Columns neither read nor written.
 
         Raises:
-            PlanError: the table does not exist, or a column's type has no exact mapping.
+            PlanError: the table does not exist, or a cast or exclusion names an unknown column or
+                the primary key.
+            TypeMappingError: every column whose type has no exact mapping, or whose cast the
+                database refuses, in one error (each with its reason and the override that would work).
         """
-        schema_name, _, name = table.rpartition(".")
-        columns = self._query(self._columns_sql(schema_name, name)).to_pylist()
-        if not columns:
+        rows = self.columns(table)
+        if not rows:
             raise PlanError(f"table {table} does not exist in {self.name}")
-        schema = pa.schema([pa.field(c["name"], arrow_type(c["name"], c["type"])) for c in columns])
+        primary_key, unique = self._keys_of(table, rows)
+        _overrides(table, [r["name"] for r in rows], primary_key, casts, exclude)
+        fields, problems, unbounded = [], {}, []
+        for row in rows:
+            if row["name"] in exclude:
+                continue
+            try:
+                fields.append(self._field(row, (casts or {}).get(row["name"])))
+            except UnboundedNumericError as exc:
+                unbounded.append(exc)
+            except TypeMappingError as exc:
+                problems[row["name"]] = "; ".join(exc.problems)
+        if unbounded:
+            problems.update(zip([e.column for e in unbounded], self._unmapped(table, unbounded)))
+        refused = self._refused_selects(table, fields, casts)
+        problems.update(refused)
+        in_order = [problems[r["name"]] for r in rows if r["name"] in problems]  # one line a column, in order
+        schema = _mapped_schema(table, [f for f in fields if f.name not in refused], in_order)
+        return TableInfo(table, schema, primary_key, [u for u in unique if all(c in schema.names for c in u)])
+
+    def _keys_of(self, table: str, rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, ...]]]:
+        """The table's primary key (in the key's order) and its unique keys of NOT NULL columns."""
+        schema_name, _, name = table.rpartition(".")
         indexes: dict[str, list[dict[str, Any]]] = {}
         for row in self._query(self._unique_keys_sql(schema_name, name)).to_pylist():
             indexes.setdefault(row["index_name"], []).append(row)
         primary: list[str] = []
         unique: list[tuple[str, ...]] = []
-        for rows in indexes.values():
-            ordered = [r["column_name"] for r in sorted(rows, key=lambda r: r["position"])]
-            if any(r["is_primary"] for r in rows):
+        for found in indexes.values():
+            ordered = [r["column_name"] for r in sorted(found, key=lambda r: r["position"])]
+            if any(r["is_primary"] for r in found):
                 primary = ordered
-            elif all(r["not_null"] for r in rows) and all(c in schema.names for c in ordered):
+            elif all(r["not_null"] for r in found):
                 unique.append(tuple(ordered))
         if not primary:  # a catalog without index positions (or no indexes): the columns' own flags
-            primary = [c["name"] for c in columns if c["is_key"]]
-        return TableInfo(table, schema, primary, unique)
+            primary = [r["name"] for r in rows if r["is_key"]]
+        return primary, unique
+
+    def _refused_selects(self, table: str, fields: list[pa.Field],
+                         casts: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``column -> problem`` of the columns whose select (a cast, mostly) the database refuses,
+        found before any row is read: the select is planned on no rows (``LIMIT 0``), and again
+        column by column if it fails."""
+        if not fields:
+            return {}
+
+        def probe(selected: list[pa.Field]) -> str | None:
+            try:
+                self._query(f"SELECT {', '.join(self._select(f) for f in selected)} "
+                            f"FROM {table_name(table, self.dialect)} LIMIT 0")
+            except Exception as exc:  # noqa: BLE001 - the database's refusal, reported as it said it
+                said = " ".join(str(exc).split())
+                said = said[said.find("ERROR:"):] if "ERROR:" in said else said
+                return said.split(" LINE ")[0].split(" Query was:")[0][:300]
+            return None
+
+        if probe(fields) is None:
+            return {}
+        return {f.name: f"column {f.name!r}: the database refuses to select it"
+                        f"{' cast as asked' if (casts or {}).get(f.name) else ''}: {why}"
+                for f in fields if (why := probe([f])) is not None}
 
     def _where(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
                key_range: KeyRange | None, *extra: str) -> str:
@@ -464,22 +561,97 @@ class PostgresSource(_SqlSource):
             cur.execute(sql)
             yield from cur.fetch_record_batch()
 
+    dialect = "postgres"
+
     def _columns_sql(self, schema_name: str, table: str) -> str:
-        return ("SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, "
-                "coalesce(a.attnum = ANY(i.indkey), false) AS is_key "
+        # A domain is read as its base type (PostgreSQL describes its values so); `kind` is the
+        # (base or element) type's typtype: b base, e enum, c composite, r/m range/multirange.
+        return ("SELECT a.attname AS name, "
+                "format_type(coalesce(b.oid, t.oid), CASE WHEN b.oid IS NULL THEN a.atttypmod ELSE t.typtypmod END) "
+                "AS type, coalesce(a.attnum = ANY(i.indkey), false) AS is_key, "
+                "coalesce(e.typtype, b.typtype, t.typtype)::text AS kind, "
+                "coalesce(en.nspname, bn.nspname, tn.nspname) = 'pg_catalog' AS builtin "
                 "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = t.typnamespace "
+                "LEFT JOIN pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype "
+                "LEFT JOIN pg_namespace bn ON bn.oid = b.typnamespace "
+                "LEFT JOIN pg_type e ON coalesce(b.typcategory, t.typcategory) = 'A' "
+                "AND e.oid = coalesce(b.typelem, t.typelem) "
+                "LEFT JOIN pg_namespace en ON en.oid = e.typnamespace "
                 "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
                 f"WHERE c.relname = {self._literal(table)} AND n.nspname = {self._literal(schema_name or 'public')} "
                 "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")
 
-    def _select(self, column: pa.Field) -> str:
-        # Decimal columns travel as their text: ADBC decodes a binary NUMERIC by formatting it as text
-        # on the client (~0.5 us a value, the costliest column of a read), while PostgreSQL's own
-        # numeric output is several times cheaper. Either way Arrow casts the exact text to the
-        # column's decimal type (an error, never a rounding, if a value does not fit).
-        name = self._ident(column.name)
-        return f"{name}::text AS {name}" if pa.types.is_decimal(column.type) else name
+    # Decimal columns travel as their text: ADBC decodes a binary NUMERIC by formatting it as text on
+    # the client (~0.5 us a value, the costliest column of a read), while PostgreSQL's own numeric
+    # output is several times cheaper. Either way Arrow casts the exact text to the column's decimal
+    # type (an error, never a rounding, if a value does not fit). Types ADBC has no Arrow type for
+    # (inet, timetz, ranges, enums...) travel as PostgreSQL's own text (types.postgres_field).
+
+    _money_scale: int | None = None
+
+    def _field(self, row: dict[str, Any], cast: str | None) -> pa.Field:
+        scale = 2
+        if row["type"] in ("money", "money[]"):
+            if self._money_scale is None:  # the digits lc_monetary gives money (2 for most locales)
+                self._money_scale = int(self._query("SELECT scale(0::money::numeric) AS s").to_pylist()[0]["s"])
+            scale = self._money_scale
+        return postgres_field(row["name"], row["type"], row["kind"], row["kind"], bool(row["builtin"]), cast,
+                              money_scale=scale)
+
+    def _unmapped(self, table: str, unbounded: list[UnboundedNumericError]) -> list[str]:
+        """``numeric`` columns without precision: their values are measured (digits before and after
+        the point) to name the ``--cast`` that holds them all exactly."""
+        problems = []
+        for error in unbounded:
+            column = identifier(error.column, "postgres")
+            source = table_name(table, "postgres")
+            if error.array:
+                source += f", LATERAL unnest({column}) AS v(x)"
+                column = "v.x"
+            special = f"{column}::text IN ('NaN', 'Infinity', '-Infinity')"
+            measured = self._query(
+                f"SELECT max(CASE WHEN {special} THEN NULL WHEN trunc(abs({column})) = 0 THEN 0 "
+                f"ELSE length(trunc(abs({column}))::text) END) AS before, "
+                f"max(CASE WHEN {special} THEN NULL ELSE scale({column}) END) AS after, "
+                f"count(*) FILTER (WHERE {special}) AS special, count({column}) AS n FROM {source}").to_pylist()[0]
+            name, brackets = error.column, "[]" if error.array else ""
+            kind = f"numeric{brackets} has no precision and scale, so no exact decimal type can hold every value it may"
+            if measured["special"]:
+                problems.append(f"column {name!r}: {kind}, and it holds NaN or infinities, which no decimal holds; "
+                                f"--cast {name}=text{brackets} keeps each value's exact text, or --exclude {name}")
+            elif not measured["n"]:
+                problems.append(f"column {name!r}: {kind}, and it holds no values to measure; choose a precision and "
+                                f"scale, e.g. --cast {name}=numeric(38,10){brackets}, or --cast {name}=text{brackets}, "
+                                f"or --exclude {name}")
+            else:
+                before, after = int(measured["before"]), int(measured["after"])
+                precision = max(1, before + after)
+                fits = f"--cast {name}=numeric({precision},{after}){brackets} holds every value exactly"
+                if precision > 38:
+                    fits += " (an Iceberg target stores a decimal over 38 digits as its text)"
+                problems.append(f"column {name!r}: {kind}; its values have up to {before} digits before the point and "
+                                f"{after} after: {fits} (or --cast {name}=text{brackets}, or --exclude {name})")
+        return problems
+
+    def non_finite(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
+                   columns: list[str]) -> dict[str, int]:
+        """How many of the request's rows hold NaN or an infinity in each float (or float array) column."""
+        if not columns:
+            return {}
+        counts = []
+        for i, name in enumerate(columns):
+            column = identifier(name, "postgres")
+            test = "{} IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8)"
+            if pa.types.is_list(info.schema.field(name).type):
+                counts.append(f"count(*) FILTER (WHERE EXISTS (SELECT 1 FROM unnest({column}) AS v(x) "
+                              f"WHERE {test.format('v.x')})) AS c{i}")
+            else:
+                counts.append(f"count(*) FILTER (WHERE {test.format(column)}) AS c{i}")
+        row = self._query(f"SELECT {', '.join(counts)} FROM {table_name(info.name, 'postgres')}"
+                          + self._where(info, keys, request, None)).to_pylist()[0]
+        return {name: int(row[f"c{i}"]) for i, name in enumerate(columns) if row[f"c{i}"]}
 
 
 class MariaDbSource(_SqlSource):
@@ -548,11 +720,25 @@ class MariaDbSource(_SqlSource):
                 f"WHERE TABLE_SCHEMA = {self._literal(schema_name or self.location.database)} "
                 f"AND TABLE_NAME = {self._literal(table)} AND NON_UNIQUE = 0 AND SUB_PART IS NULL")
 
+    dialect = "mysql"
+
     def _columns_sql(self, schema_name: str, table: str) -> str:
-        return ("SELECT COLUMN_NAME AS name, COLUMN_TYPE AS type, COLUMN_KEY = 'PRI' AS is_key "
-                "FROM information_schema.COLUMNS "
-                f"WHERE TABLE_SCHEMA = {self._literal(schema_name or self.location.database)} "
-                f"AND TABLE_NAME = {self._literal(table)} ORDER BY ORDINAL_POSITION")
+        # MariaDB's JSON is a LONGTEXT with a json_valid check; MySQL's has a type of its own.
+        return ("SELECT c.COLUMN_NAME AS name, c.COLUMN_TYPE AS type, c.COLUMN_KEY = 'PRI' AS is_key, "
+                "(c.DATA_TYPE = 'json' OR EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS k "
+                "WHERE k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME "
+                "AND k.CHECK_CLAUSE = CONCAT('json_valid(`', c.COLUMN_NAME, '`)'))) AS is_json "
+                "FROM information_schema.COLUMNS c "
+                f"WHERE c.TABLE_SCHEMA = {self._literal(schema_name or self.location.database)} "
+                f"AND c.TABLE_NAME = {self._literal(table)} ORDER BY c.ORDINAL_POSITION")
+
+    def _field(self, row: dict[str, Any], cast: str | None) -> pa.Field:
+        return mariadb_field(row["name"], row["type"], bool(row["is_json"]), cast)
+
+    def non_finite(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
+                   columns: list[str]) -> dict[str, int]:
+        """MariaDB's floats hold no NaN or infinity."""
+        return {}
 
 
 def iceberg_filter(keys: tuple[str, ...], key_range: KeyRange):
@@ -601,9 +787,15 @@ class IcebergSource:
                 options["snapshot_id"] = self._pinned[table]
         return iceberg.scan(**options)
 
-    def describe(self, table: str) -> TableInfo:
-        """The table's columns, and its identifier fields as its key (Iceberg does not enforce
-        them: the engine checks they are unique)."""
+    def describe(self, table: str, casts: Mapping[str, str] | None = None,
+                 exclude: Collection[str] = ()) -> TableInfo:
+        """The table's columns (plain Arrow types: pyiceberg's large strings and lists as plain ones)
+        and its identifier fields as the primary key.
+
+        Raises:
+            PlanError: no such table, an exclusion of an unknown column or of the key, or a cast
+                (an Iceberg source reads no SQL).
+        """
         from pyiceberg.exceptions import NoSuchTableError
 
         try:
@@ -612,7 +804,12 @@ class IcebergSource:
             raise PlanError(f"table {table} does not exist in {self.name}") from None
         schema = iceberg_table.schema()
         keys = [schema.find_field(i).name for i in schema.identifier_field_ids]
-        return TableInfo(table, schema.as_arrow(), keys, keys_enforced=False)
+        arrow = schema.as_arrow()
+        _overrides(table, arrow.names, keys, casts, exclude)
+        if casts:
+            raise PlanError("casts: an Iceberg source reads no SQL, so it takes no casts (exclude works)")
+        return TableInfo(table, pa.schema([pa.field(f.name, plain_type(f.type), f.nullable) for f in arrow
+                                           if f.name not in exclude]), keys, keys_enforced=False)
 
     def _no_filters(self, request: BackfillRequest) -> None:
         if request.where or request.mode is Mode.INCREMENTAL:
@@ -620,6 +817,24 @@ class IcebergSource:
 
     def _keys(self, info: TableInfo, keys: tuple[str, ...]) -> pa.Table:
         return self._scan(info.name, selected_fields=keys).to_arrow()
+
+    def non_finite(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
+                   columns: list[str]) -> dict[str, int]:
+        """How many rows hold NaN or an infinity in each float (or float list) column."""
+        import pyarrow.compute as pc
+
+        if not columns:
+            return {}
+        counts = {}
+        data = self._scan(info.name, selected_fields=tuple(columns)).to_arrow()
+        for name in columns:
+            values = data.column(name)
+            while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+                values = pc.list_flatten(values)
+            bad = pc.sum(pc.invert(pc.fill_null(pc.is_finite(values), True))).as_py() or 0
+            if bad:
+                counts[name] = int(bad)
+        return counts
 
     def key_bounds(self, info: TableInfo, key: str, request: BackfillRequest,
                    exact_count: bool = True) -> tuple[int | None, int | None, int]:

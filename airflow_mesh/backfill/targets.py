@@ -6,9 +6,6 @@ overwrites), so a range redone after a crash ends with every row exactly once.
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
 import json
 import uuid
 import warnings
@@ -16,14 +13,18 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from airflow_mesh.backfill import names
-from airflow_mesh.backfill.errors import PlanError, TargetSchemaError
+from airflow_mesh.backfill.convert import conform, from_storage, plain_type, table_from_storage, table_to_storage
+from airflow_mesh.backfill.errors import (PlanError, TargetSchemaError, TargetWriteError, TypeMappingError,
+                                          UnrepresentableValueError)
 from airflow_mesh.backfill.keys import KeyRange, merged, range_condition
 from airflow_mesh.backfill.sources import DatabaseLocation, PostgresSource, iceberg_filter
 from airflow_mesh.backfill.sqltext import identifier, range_predicate, table_name
-from airflow_mesh.backfill.types import elasticsearch_mapping, postgres_ddl_type
+from airflow_mesh.backfill.types import (UnboundedNumericError, elasticsearch_mapping, holds, iceberg_type,
+                                         json_storage_type, postgres_ddl_type, postgres_storage_type, type_problems)
 
 
 Keys = tuple[str, ...]
@@ -92,33 +93,39 @@ def _is_text(t: pa.DataType) -> bool:
 
 
 def _narrowed(t: pa.DataType) -> pa.DataType:
-    """Large strings and binaries as plain ones (what a source's batches hold: no copy to write them)."""
+    """Large strings, binaries and lists as plain ones (what a source's batches hold: no copy to
+    write them), a list's element field kept as it is (its name and Iceberg field id)."""
     if pa.types.is_large_string(t):
         return pa.string()
     if pa.types.is_large_binary(t):
         return pa.binary()
-    return t
-
-
-def _normalized(t: pa.DataType) -> pa.DataType:
-    """A type as it compares across stores: large and plain strings/binaries alike, UTC spelled one way."""
-    if pa.types.is_large_string(t):
-        return pa.string()
-    if pa.types.is_large_binary(t):
-        return pa.binary()
-    if pa.types.is_timestamp(t) and t.tz in ("+00:00", "Etc/UTC", "UTC"):
-        return pa.timestamp(t.unit, tz="UTC")
+    if pa.types.is_large_list(t) or pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_narrowed(t.value_type)))
     return t
 
 
 def _schema_problems(expected: pa.Schema, actual: pa.Schema) -> list[str]:
+    """Why a target's columns cannot take the rows: each expected column must exist and hold its
+    type exactly (the same type, or one of its exact widenings: ``types.holds``)."""
     problems = []
     for field in expected:
         if field.name not in actual.names:
             problems.append(f"column {field.name!r} is missing")
-        elif not _normalized(actual.field(field.name).type).equals(_normalized(field.type)):
+        elif not holds(actual.field(field.name).type, field.type):
             problems.append(f"column {field.name!r} is {actual.field(field.name).type}, the source's is {field.type}")
     return problems
+
+
+def _refuse_types(target: str, schema: pa.Schema, mapping: Any) -> None:
+    """Every column the target has no exact type for, in one error, before anything is created."""
+    problems = type_problems(schema, mapping)
+    if problems:
+        raise TypeMappingError.of(target, problems)
+
+
+def _iceberg_schema(schema: pa.Schema) -> pa.Schema:
+    """The Arrow schema an Iceberg table is created with (and must hold) for the backfill's schema."""
+    return pa.schema([pa.field(f.name, iceberg_type(f), f.nullable) for f in schema])
 
 
 class IcebergTarget:
@@ -138,24 +145,38 @@ class IcebergTarget:
         self.schema: pa.Schema | None = None
         self.staging_tag = "untagged"  # the job whose files are staged (set by the engine)
 
+    def type_problems(self, schema: pa.Schema) -> list[str]:
+        """The columns no Iceberg type holds exactly (one line each)."""
+        return type_problems(schema, iceberg_type)
+
     def prepare(self, schema: pa.Schema, key: str | Keys) -> None:
+        """Create the table (Iceberg types for the backfill's: ``types.iceberg_type``), or check that
+        the existing one holds every column (its types, or Iceberg's promotions of them: int ->
+        long, float -> double, wider decimals).
+
+        Raises:
+            TypeMappingError: a column no Iceberg type holds (before anything is created).
+            TargetSchemaError: the existing table cannot hold a column.
+        """
         from pyiceberg.exceptions import NoSuchTableError
 
+        _refuse_types(f"Iceberg table {self.identifier}", schema, iceberg_type)
         self.keys, self.schema = key_tuple(key), schema
+        stored = _iceberg_schema(schema)
         namespace = self.identifier.rpartition(".")[0]
         if namespace:
             self.catalog.create_namespace_if_not_exists(namespace)
         try:
             existing = self.catalog.load_table(self.identifier).schema().as_arrow()
         except NoSuchTableError:
-            required = schema
+            required = stored
             for k in self.keys:
                 required = required.set(required.get_field_index(k), required.field(k).with_nullable(False))
             table = self.catalog.create_table(self.identifier, schema=required)
             with table.update_schema() as update:
                 update.set_identifier_fields(*self.keys)
             return
-        problems = _schema_problems(schema, existing)
+        problems = _schema_problems(stored, existing)
         if problems:
             raise TargetSchemaError(f"Iceberg table {self.identifier} exists with an incompatible schema: "
                                     + "; ".join(problems))
@@ -187,16 +208,16 @@ class IcebergTarget:
         with table.io.new_output(path).create(overwrite=True) as stream, \
                 pq.ParquetWriter(stream, schema, **_parquet_options(table.properties),
                                  use_dictionary=[f.name for f in schema if _is_text(f.type)]) as writer:
-            group: list[pa.RecordBatch] = []
+            group: list[pa.Table] = []
             group_bytes = 0
             for batch in batches:
-                group.append(batch.cast(schema))
+                group.append(table_to_storage(batch, schema).cast(schema))
                 group_bytes += batch.nbytes
                 if group_bytes >= ROW_GROUP_BYTES:
-                    writer.write_table(pa.Table.from_batches(group))
+                    writer.write_table(pa.concat_tables(group))
                     group, group_bytes = [], 0
             if group:
-                writer.write_table(pa.Table.from_batches(group))
+                writer.write_table(pa.concat_tables(group))
         return path
 
     @staticmethod
@@ -229,8 +250,7 @@ class IcebergTarget:
                   if info.type == fs.FileType.File and info.base_name.startswith(prefix)]
         if not staged:
             return 0
-        held = {io.parse_location(p)[2] for p in table.inspect.all_files().column("file_path").to_pylist()} \
-            if table.current_snapshot() is not None else set()
+        held = {io.parse_location(p)[2] for p in _held_files(table)}
         orphans = [p for p in staged if p not in held]
         for orphan in orphans:
             filesystem.delete_file(orphan)
@@ -251,7 +271,8 @@ class IcebergTarget:
     def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
         if upsert:
             table = self.catalog.load_table(self.identifier)
-            table.upsert(data.cast(table.schema().as_arrow()), join_cols=list(self.keys))
+            stored = table.schema().as_arrow()
+            table.upsert(table_to_storage(data, stored).cast(stored), join_cols=list(self.keys))
         else:
             self.commit([(key_range, self.stage_range(key_range, data))])
 
@@ -260,11 +281,24 @@ class IcebergTarget:
         return table.scan(row_filter=self._range_filter(key_range), selected_fields=tuple(self.schema.names))
 
     def read_range(self, key_range: KeyRange) -> pa.Table:
-        return self._scan(key_range).to_arrow().cast(self.schema)
+        return table_from_storage(self._scan(key_range).to_arrow(), self.schema)
+
+    def _from_storage(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Batches as Iceberg stored them, in the backfill's types for checksums: a column whose type
+        differs only by its storage (large strings, a list element's name) is left as it is, which
+        the checksum takes alike (no copy of every text); the others are converted back."""
+        for batch in batches:
+            columns = []
+            for field in self.schema:
+                column = batch.column(field.name)
+                same = plain_type(column.type) == plain_type(field.type)
+                columns.append(column if same else from_storage(column, field.type, field.name))
+            yield pa.RecordBatch.from_arrays(columns, names=self.schema.names)
 
     def read_batches(self, key_range: KeyRange) -> Iterator[pa.RecordBatch]:
-        """The range's rows as they are read, file by file (the table's Arrow types, e.g. large strings)."""
-        yield from self._scan(key_range).to_arrow_batch_reader()
+        """The range's rows as they are read, file by file, in the backfill's types (an int column
+        back to int16, a text back to its interval...)."""
+        yield from self._from_storage(self._scan(key_range).to_arrow_batch_reader())
 
     @staticmethod
     def _files(scan: Any) -> frozenset[tuple[str, frozenset[str]]]:
@@ -279,13 +313,27 @@ class IcebergTarget:
         of the range reads the same files (``range_files``) holds the same rows there.
         """
         scan = self._scan(key_range)
-        return self._files(scan), iter(scan.to_arrow_batch_reader())
+        return self._files(scan), self._from_storage(scan.to_arrow_batch_reader())
 
     def range_files(self, key_ranges: list[KeyRange]) -> dict[str, frozenset[tuple[str, frozenset[str]]]]:
         """``range id -> files`` a scan of each range reads in the table's current snapshot (metadata only)."""
         table = self.catalog.load_table(self.identifier)
         return {r.id: self._files(table.scan(row_filter=self._range_filter(r), selected_fields=self.keys))
                 for r in key_ranges}
+
+
+def _held_files(table: Any) -> set[str]:
+    """Every data and delete file any snapshot of an Iceberg table holds (its manifests, each read
+    once; no statistics decoded, so any column type will do)."""
+    held: set[str] = set()
+    seen: set[str] = set()
+    for snapshot in table.metadata.snapshots:
+        for manifest in snapshot.manifests(table.io):
+            if manifest.manifest_path in seen:
+                continue
+            seen.add(manifest.manifest_path)
+            held.update(entry.data_file.file_path for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False))
+    return held
 
 
 class PostgresTarget:
@@ -297,6 +345,8 @@ class PostgresTarget:
         self.name = f"postgresql://{location.host}:{location.port}/{location.database}/{table}"
         self.keys: Keys = ()
         self.schema: pa.Schema | None = None
+        self._columns: dict[str, dict[str, Any]] = {}  # the table's catalog rows (prepare)
+        self._stored: pa.Schema | None = None  # its columns' own Arrow types and selects
 
     def _connect(self):
         import adbc_driver_postgresql.dbapi
@@ -307,27 +357,87 @@ class PostgresTarget:
     def _quoted(self) -> str:
         return table_name(self.table, "postgres")
 
-    def _columns(self, columns: list[str] | tuple[str, ...]) -> str:
+    def _column_list(self, columns: list[str] | tuple[str, ...]) -> str:
         return ", ".join(identifier(c, "postgres") for c in columns)
 
     def _where(self, key_range: KeyRange) -> str:
         predicate = range_predicate([(k, self.schema.field(k).type) for k in self.keys], key_range, "postgres")
         return f" WHERE {predicate}" if predicate else ""
 
+    def type_problems(self, schema: pa.Schema) -> list[str]:
+        """The columns no PostgreSQL type holds exactly (one line each)."""
+        return type_problems(schema, postgres_ddl_type)
+
     def prepare(self, schema: pa.Schema, key: str | Keys) -> None:
+        """Create the table (the source's own types where PostgreSQL has them: ``types.postgres_ddl_type``),
+        or check that the existing one holds every column (the same type or a wider one).
+
+        Raises:
+            TypeMappingError: a column no PostgreSQL type holds (before anything is created).
+            TargetSchemaError: the existing table cannot hold a column.
+        """
+        _refuse_types(f"PostgreSQL table {self.table}", schema, postgres_ddl_type)
         self.keys, self.schema = key_tuple(key), schema
-        try:
-            existing = PostgresSource(self.location).describe(self.table).schema
-        except PlanError:
+        catalog = PostgresSource(self.location)
+        rows = catalog.columns(self.table)
+        if not rows:
             columns = ", ".join(f"{identifier(f.name, 'postgres')} {postgres_ddl_type(f)}" for f in schema)
             with self._connect() as conn, conn.cursor() as cur:
-                cur.execute(f"CREATE TABLE {self._quoted} ({columns}, PRIMARY KEY ({self._columns(self.keys)}))")
+                cur.execute(f"CREATE TABLE {self._quoted} ({columns}, PRIMARY KEY ({self._column_list(self.keys)}))")
                 conn.commit()
-            return
-        problems = _schema_problems(schema, existing)
+            rows = catalog.columns(self.table)
+        self._columns = {row["name"]: row for row in rows}
+        self._stored = pa.schema([self._stored_field(row) for row in rows])
+        problems = []
+        for field in schema:
+            if field.name in self._columns and pa.types.is_null(self._stored.field(field.name).type):
+                problems.append(f"column {field.name!r} is {self._columns[field.name]['type']}, which holds no "
+                                f"{field.type}")
+            else:
+                problems += _schema_problems(pa.schema([field]), self._stored)
         if problems:
             raise TargetSchemaError(f"PostgreSQL table {self.table} exists with an incompatible schema: "
                                     + "; ".join(problems))
+
+    def _stored_field(self, row: dict[str, Any]) -> pa.Field:
+        """A target column's own Arrow type, and how to select it (as a PostgreSQL source would)."""
+        try:
+            return PostgresSource(self.location)._field(row, None)
+        except UnboundedNumericError:  # numeric without precision holds every decimal: read its text
+            column = identifier(row["name"], "postgres")
+            return pa.field(row["name"], pa.decimal256(76, 38),
+                            metadata={b"mesh.select": f"{column}::text AS {column}"})
+        except TypeMappingError:  # a type of the user's own: it holds nothing of ours
+            return pa.field(row["name"], pa.null(), metadata={b"mesh.select": identifier(row["name"], "postgres")})
+
+    def _ingest(self, cur: Any, data: pa.Table) -> None:
+        """Append rows: ADBC's binary COPY straight into the table where every column takes the
+        Arrow type COPY writes, else through a temporary table whose text columns PostgreSQL casts
+        into the target's types (inet, jsonb, timetz, ranges...)."""
+        schema_name, _, name = self.table.rpartition(".")
+        storage = {f.name: postgres_storage_type(self._columns[f.name]["type"], f.type) for f in self.schema}
+        if all(t is not None for t in storage.values()):
+            stored = pa.schema([pa.field(n, t) for n, t in storage.items()])
+            cur.adbc_ingest(name, table_to_storage(data, stored), mode="append", db_schema_name=schema_name or None)
+            return
+        text = {n: t if t is not None else pa.list_(pa.string()) if pa.types.is_list(data.schema.field(n).type)
+                else pa.string() for n, t in storage.items()}
+        stage = f"_mesh_stage_{uuid.uuid4().hex}"
+        cur.adbc_ingest(stage, table_to_storage(data, pa.schema([pa.field(n, t) for n, t in text.items()])),
+                        mode="create", temporary=True)
+        columns = [identifier(n, "postgres") for n in storage]
+        values = [f"CAST({c} AS {self._columns[n]['type']})" for n, c in zip(storage, columns)]
+        cur.execute(f"INSERT INTO {self._quoted} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {stage}")
+        cur.execute(f"DROP TABLE {stage}")
+
+    def _select_list(self) -> str:
+        return ", ".join(PostgresSource(self.location)._select(self._stored.field(f.name)) for f in self.schema)
+
+    def _as_source_types(self, data: pa.Table) -> pa.Table:
+        """Rows read from the target table, in the backfill's types."""
+        stored = pa.schema([self._stored.field(f.name) for f in self.schema])
+        batches = [conform(batch, stored) for batch in data.to_batches()]
+        return table_from_storage(pa.Table.from_batches(batches, schema=stored), self.schema)
 
     def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
         """Replace the range (or, with ``upsert``, the rows of ``data`` by key: their keys are loaded
@@ -344,13 +454,13 @@ class PostgresTarget:
             else:
                 cur.execute(f"DELETE FROM {self._quoted}" + self._where(key_range))
             if data.num_rows:
-                cur.adbc_ingest(name, data, mode="append", db_schema_name=schema_name or None)
+                self._ingest(cur, data)
             conn.commit()
 
     def read_range(self, key_range: KeyRange) -> pa.Table:
         with self._connect() as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT {self._columns(self.schema.names)} FROM {self._quoted}" + self._where(key_range))
-            return cur.fetch_arrow_table().cast(self.schema)
+            cur.execute(f"SELECT {self._select_list()} FROM {self._quoted}" + self._where(key_range))
+            return self._as_source_types(cur.fetch_arrow_table())
 
     def count_rows(self) -> int:
         """The table's rows."""
@@ -359,38 +469,57 @@ class PostgresTarget:
             return int(cur.fetchone()[0])
 
 
-def _to_json_value(value: Any) -> Any:
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    return value
+def _json_schema(schema: pa.Schema) -> pa.Schema:
+    """The columns as JSON holds them (``types.json_storage_type``): numbers and booleans as JSON
+    values, everything else as its exact text."""
+    return pa.schema([pa.field(f.name, json_storage_type(f.type)) for f in schema])
+
+
+def _non_finite(column: pa.ChunkedArray) -> bool:
+    values = column
+    while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        values = pc.list_flatten(values)
+    return pa.types.is_floating(values.type) and pc.any(pc.invert(pc.fill_null(pc.is_finite(values), True))).as_py()
 
 
 def _documents(data: pa.Table) -> list[dict[str, Any]]:
-    return [{k: _to_json_value(v) for k, v in row.items()} for row in data.to_pylist()]
+    """One JSON document per row (decimals, timestamps, uuids... as their exact text: ``convert.to_text``).
 
-
-def _parse(value: Any, field: pa.Field) -> Any:
-    if value is None:
-        return None
-    t = field.type
-    if pa.types.is_timestamp(t):
-        return dt.datetime.fromisoformat(value)
-    if pa.types.is_date(t):
-        return dt.date.fromisoformat(value)
-    if pa.types.is_decimal(t):
-        return decimal.Decimal(value)
-    if pa.types.is_binary(t):
-        return base64.b64decode(value)
-    return value
+    Raises:
+        UnrepresentableValueError: a float is NaN or infinite, which JSON cannot hold.
+    """
+    for name in data.column_names:
+        if _non_finite(data.column(name)):
+            raise UnrepresentableValueError(name, "holds NaN or an infinity, which JSON (and Elasticsearch) cannot "
+                                                  f"hold; --cast {name}=text, or --exclude {name}")
+    return table_to_storage(data, _json_schema(data.schema)).to_pylist()
 
 
 def _from_documents(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     """Rebuild typed Arrow columns from JSON documents (the inverse of ``_documents``)."""
-    return pa.table([pa.array([_parse(row.get(f.name), f) for row in rows], f.type) for f in schema], schema=schema)
+    stored = _json_schema(schema)
+    table = pa.table([pa.array([row.get(f.name) for row in rows], f.type) for f in stored], schema=stored)
+    return table_from_storage(table, schema)
+
+
+# Mappings an existing index may have where this tool would create another, and still hold the
+# values exactly (_source keeps each document as it was written): an index an earlier version made
+# with `keyword` for text, wider numbers.
+_ES_HOLDS = {"text": {"keyword", "match_only_text", "wildcard"}, "keyword": {"text", "wildcard"},
+             "byte": {"short", "integer", "long"}, "short": {"integer", "long"}, "integer": {"long"},
+             "float": {"double"}}
+
+
+def _write_error(index: str, error: Any) -> TargetWriteError:
+    """Elasticsearch's own words about the first documents a bulk request refused."""
+    failures = []
+    for item in error.errors[:3]:
+        result = next(iter(item.values())) if isinstance(item, dict) and item else {}
+        cause = result.get("error")
+        cause = cause if isinstance(cause, dict) else {"reason": str(cause)}
+        failures.append((str(result.get("_id")), str(cause.get("type", "error")), str(cause.get("reason", ""))[:500]))
+    return TargetWriteError(f"Elasticsearch index {index}", failures, len(error.errors),
+                            note=" (the range is partly written; a rerun replaces it)")
 
 
 class ElasticsearchTarget:
@@ -409,6 +538,12 @@ class ElasticsearchTarget:
         self.keys: Keys = ()
         self.schema: pa.Schema | None = None
 
+    finite_floats_only = True  # JSON has no NaN or infinity: such values are refused before writing
+
+    def type_problems(self, schema: pa.Schema) -> list[str]:
+        """The columns no Elasticsearch mapping holds exactly (one line each)."""
+        return type_problems(schema, elasticsearch_mapping)
+
     def _mapping(self, schema: pa.Schema) -> dict[str, dict[str, Any]]:
         wanted = {f.name: elasticsearch_mapping(f) for f in schema}
         for k in self.keys:
@@ -421,6 +556,15 @@ class ElasticsearchTarget:
         return wanted
 
     def prepare(self, schema: pa.Schema, key: str | Keys) -> None:
+        """Create the index (``types.elasticsearch_mapping``, dynamic mapping off; key fields as
+        ``keyword``), or check the existing mapping: each field of the type this tool would give it,
+        or one that holds the same values (an earlier version's ``keyword`` for text, a wider number).
+
+        Raises:
+            TypeMappingError: a column no mapping holds (before anything is created).
+            TargetSchemaError: the existing mapping cannot hold a column.
+        """
+        _refuse_types(f"Elasticsearch index {self.index}", schema, elasticsearch_mapping)
         self.keys, self.schema = key_tuple(key), schema
         wanted = self._mapping(schema)
         if not self.client.indices.exists(index=self.index):
@@ -428,7 +572,8 @@ class ElasticsearchTarget:
             return
         actual = self.client.indices.get_mapping(index=self.index)[self.index]["mappings"].get("properties", {})
         problems = [f"field {name!r} is {actual.get(name, {}).get('type', 'missing')}, expected {m['type']}"
-                    for name, m in wanted.items() if actual.get(name, {}).get("type") != m["type"]]
+                    for name, m in wanted.items() if actual.get(name, {}).get("type") != m["type"]
+                    and actual.get(name, {}).get("type") not in _ES_HOLDS.get(m["type"], ())]
         if problems:
             raise TargetSchemaError(f"Elasticsearch index {self.index} exists with an incompatible mapping: "
                                     + "; ".join(problems))
@@ -470,7 +615,10 @@ class ElasticsearchTarget:
             stale = [hit["_id"] for hit in self._documents_in(key_range, False) if hit["_id"] not in keep]
         actions = [{"_op_type": "delete", "_index": self.index, "_id": doc_id} for doc_id in stale]
         actions += [{"_index": self.index, "_id": doc_id, "_source": doc} for doc_id, doc in zip(ids, documents)]
-        helpers.bulk(self.client.options(request_timeout=120), actions, chunk_size=5000)
+        try:
+            helpers.bulk(self.client.options(request_timeout=120), actions, chunk_size=5000)
+        except helpers.BulkIndexError as exc:
+            raise _write_error(self.index, exc) from None
 
     def read_range(self, key_range: KeyRange) -> pa.Table:
         self.client.indices.refresh(index=self.index)

@@ -21,7 +21,7 @@ from airflow_mesh.backfill import engine
 from airflow_mesh.backfill.checkpoint import CheckpointStore
 from airflow_mesh.backfill.checksum import table_checksum
 from airflow_mesh.backfill.endpoints import ConnectionFields, make_source, make_target
-from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, Mode
+from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, Mode, parse_casts
 from airflow_mesh.backfill.targets import IcebergTarget
 from airflow_mesh.hooks.schema_registry import SchemaRegistryHook
 
@@ -45,19 +45,26 @@ class _BackfillOperator(BaseOperator):
     A Kafka target writes Avro when ``value_format`` is ``avro`` or a ``schema_registry_conn_id`` is
     given (``avro`` alone uses ``schema_registry_default``), else JSON; both are templated, and an
     empty string means not given (as a form's empty field renders).
+
+    ``cast`` (a dict ``{"amount": "numeric(38,20)"}``, or ``["amount=numeric(38,20)"]``) and
+    ``exclude`` (``["notes"]``) override columns (see ``BackfillRequest``); templated, and None or
+    empty means none.
     """
 
     template_fields: Sequence[str] = ("source_conn_id", "table", "target_conn_id", "target_name", "key", "mode",
                                       "cursor_column", "cursor_after", "where", "range_size", "parallelism",
-                                      "dry_run", "value_format", "schema_registry_conn_id")
+                                      "dry_run", "value_format", "schema_registry_conn_id", "cast", "exclude")
     ui_color = "#fdf3e7"
 
     def __init__(self, *, source_conn_id: str, table: str, target_conn_id: str, target_name: str,
                  key: str | None = None, mode: str = "full", cursor_column: str | None = None,
                  cursor_after: str | None = None, where: str | None = None, range_size: int = 250_000,
                  parallelism: int = 2, dry_run: bool = False, value_format: str | None = None,
-                 schema_registry_conn_id: str | None = None, **kwargs: Any) -> None:
+                 schema_registry_conn_id: str | None = None, cast: dict[str, str] | list[str] | None = None,
+                 exclude: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.cast = cast
+        self.exclude = exclude
         self.value_format = value_format
         self.schema_registry_conn_id = schema_registry_conn_id
         self.source_conn_id = source_conn_id
@@ -77,7 +84,17 @@ class _BackfillOperator(BaseOperator):
         return BackfillRequest(table=self.table, key=self.key or None, mode=self.mode,
                                cursor_column=self.cursor_column or None, cursor_after=self.cursor_after or None,
                                where=self.where or None, range_size=int(self.range_size),
-                               parallelism=int(self.parallelism), dry_run=self._as_bool(self.dry_run))
+                               parallelism=int(self.parallelism), dry_run=self._as_bool(self.dry_run),
+                               casts=parse_casts(self.cast), exclude=self._names(self.exclude))
+
+    @staticmethod
+    def _names(value: Any) -> list[str]:
+        """Column names from a list, or one name or comma-separated names (as a template may render)."""
+        if not value:
+            return []
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return [str(name) for name in value]
 
     @staticmethod
     def _as_bool(value: Any) -> bool:
@@ -118,6 +135,10 @@ class BackfillOperator(_BackfillOperator):
         target_name: The target table, index or topic.
         key, mode, cursor_column, cursor_after, where, range_size, parallelism, dry_run: see
             ``airflow_mesh.backfill.plan.BackfillRequest``.
+        cast: Column overrides, ``{"amount": "numeric(38,20)"}`` or ``["amount=numeric(38,20)"]``:
+            the source selects ``CAST(amount AS numeric(38,20))`` (a value it would change fails the
+            run, naming the column). None or empty: none.
+        exclude: Columns neither read nor written, e.g. ``["notes"]``. None or empty: none.
         value_format: For a Kafka target: ``json`` or ``avro`` (default: Avro when a schema registry
             is named, else JSON).
         schema_registry_conn_id: For a Kafka target in Avro: the ``schema_registry`` connection its

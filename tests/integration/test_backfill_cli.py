@@ -179,15 +179,22 @@ def test_a_killed_run_leaves_no_staged_files_behind_once_resumed(pg_table, tmp_p
     checkpoints = tmp_path / "cp.sqlite"
     args = _command(_uri("postgres_mesh"), pg_table, _iceberg(tmp_path), "mesh.orphans", checkpoints,
                     "--range-size", "250", "--parallelism", "2")
-    for _ in range(2):  # killed twice, at different points
-        run = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        done = sqlite3.connect(checkpoints).execute("SELECT count(*) FROM done_ranges").fetchone()[0] \
-            if checkpoints.exists() else 0
-        _wait_for_done_ranges(checkpoints, done + 4, run)
-        run.send_signal(signal.SIGKILL)
-        run.wait()
+    run = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while True:  # kill it the moment a staged file waits for its commit
+        assert run.poll() is None and time.monotonic() < deadline, "no staged file was ever seen uncommitted"
+        try:
+            on_disk, held = _data_files(tmp_path, "mesh.orphans")
+        except Exception:  # noqa: BLE001 - the table is not created yet
+            time.sleep(0.02)
+            continue
+        if on_disk - held:
+            run.send_signal(signal.SIGKILL)
+            run.wait()
+            break
+        time.sleep(0.01)
     on_disk, held = _data_files(tmp_path, "mesh.orphans")
-    assert on_disk - held, "the kills left no uncommitted staged file: the test proves nothing"
+    assert on_disk - held  # what the kill left behind
     summary = json.loads(backfill(*args).stdout)
     assert summary["verified"] and summary["rows"] == ROWS
     on_disk, held = _data_files(tmp_path, "mesh.orphans")

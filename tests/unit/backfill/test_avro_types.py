@@ -41,6 +41,10 @@ UTC = dt.timezone.utc
     (pa.timestamp("us", tz="UTC"), {"type": "long", "logicalType": "timestamp-micros"}),
     (pa.timestamp("ms", tz="Europe/Paris"), {"type": "long", "logicalType": "timestamp-micros"}),
     (pa.timestamp("us"), {"type": "long", "logicalType": "local-timestamp-micros"}),
+    (pa.uuid(), {"type": "string", "logicalType": "uuid"}),
+    (pa.month_day_nano_interval(), "string"),
+    (pa.list_(pa.int32()), {"type": "array", "items": ["null", "int"]}),
+    (pa.list_(pa.field("item", pa.string(), nullable=False)), {"type": "array", "items": "string"}),
 ])
 def test_each_arrow_type_maps_exactly(arrow, avro):
     assert avro_type(pa.field("c", arrow)) == avro
@@ -50,7 +54,7 @@ def test_each_arrow_type_maps_exactly(arrow, avro):
     (pa.timestamp("ns", tz="UTC"), "nanoseconds"),
     (pa.time64("ns"), "nanoseconds"),
     (pa.duration("us"), "no exact Avro equivalent"),
-    (pa.list_(pa.int32()), "no exact Avro equivalent"),
+    (pa.list_(pa.duration("us")), "no exact Avro equivalent"),
     (pa.struct([("a", pa.int32())]), "no exact Avro equivalent"),
     (pa.float16(), "no exact Avro equivalent"),
     (pa.decimal128(5, -2), "scale outside"),
