@@ -140,3 +140,17 @@ def test_target_names_are_checked_per_store(check, good, bad, why):
     for name in bad:
         with pytest.raises(PlanError, match=why):
             check(name)
+
+
+def test_a_job_is_what_it_copies_not_how_and_its_stream_is_shared_by_its_modes():
+    from airflow_mesh.backfill.plan import job_id, stream_id
+
+    base = BackfillRequest(table="public.orders", mode="incremental", cursor_column="updated_at")
+    # Range size, parallelism, the cursor position and the lag change how a run goes, not the job.
+    for how in ({"range_size": 500}, {"parallelism": 8}, {"cursor_after": "2026-01-01"}, {"cursor_lag": 30}):
+        assert job_id("s", "t", base.model_copy(update=how)) == job_id("s", "t", base)
+    full = BackfillRequest(table="public.orders")
+    assert job_id("s", "t", full) != job_id("s", "t", base)  # another mode: another job...
+    assert stream_id("s", "t", full) == stream_id("s", "t", base)  # ...on the same stream (the mark hands over)
+    assert stream_id("s", "t", full) != stream_id("s", "t2", full)
+    assert stream_id("s", "t", full) != stream_id("s", "t", full.model_copy(update={"where": "id > 5"}))
