@@ -69,11 +69,18 @@ def parser() -> argparse.ArgumentParser:
                            "the run naming the column (repeatable)")
     what.add_argument("--exclude", action="append", default=[], metavar="COLUMN",
                       help="leave COLUMN out: neither read nor in the target (repeatable)")
-    what.add_argument("--mode", default="full", choices=["full", "incremental"],
-                      help="full: every row; incremental: rows whose --cursor-column passed the last run's mark")
-    what.add_argument("--cursor-column", metavar="COLUMN", help="incremental mode: e.g. updated_at")
+    what.add_argument("--mode", default="full", choices=["full", "incremental", "sync"],
+                      help="full: every row of one snapshot of the source; incremental: the rows whose "
+                           "--cursor-column is at or past the last run's mark (it does NOT see deletes, nor updates "
+                           "that leave the cursor alone or set it into the past); sync: compare both sides range "
+                           "by range and repair what differs (sees inserts, updates and deletes)")
+    what.add_argument("--cursor-column", metavar="COLUMN",
+                      help="incremental mode: a column every insert and update moves forward, e.g. updated_at")
     what.add_argument("--cursor-after", metavar="VALUE",
-                      help="incremental mode: copy rows past this value instead of the stored mark")
+                      help="incremental mode: copy the rows at or past this value instead of the stored mark")
+    what.add_argument("--cursor-lag", type=float, default=0.0, metavar="SECONDS",
+                      help="hold the new mark back by this much beyond what the source's snapshot proves (cursor "
+                           "values written by other clocks than the database's)")
     how = p.add_argument_group("how")
     how.add_argument("--range-size", type=int, default=250_000, metavar="ROWS",
                      help="rows per key range: the unit of parallelism, checkpoints and verification")
@@ -83,6 +90,8 @@ def parser() -> argparse.ArgumentParser:
                      help="compare an existing copy with the source, range by range; write nothing")
     how.add_argument("--checkpoints", type=Path, default=DEFAULT_CHECKPOINTS, metavar="FILE",
                      help="the SQLite file of done ranges and high-water marks")
+    how.add_argument("--no-verify", action="store_true",
+                     help="skip the read-back of what was written (faster; a mismatch then goes unnoticed)")
     how.add_argument("--restart", action="store_true",
                      help="forget this job's checkpoints (and incremental mark) and copy everything again")
     out = p.add_argument_group("output")
@@ -121,7 +130,7 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
     request = BackfillRequest(table=args.table, key=args.key, mode=args.mode, cursor_column=args.cursor_column,
                               cursor_after=args.cursor_after, where=args.where, range_size=args.range_size,
                               parallelism=args.parallelism, dry_run=args.dry_run, casts=parse_casts(args.cast),
-                              exclude=args.exclude)
+                              exclude=args.exclude, cursor_lag=args.cursor_lag)
     source = make_source(ConnectionFields.from_uri(args.source))
     registry = schema_registry_from_url(args.schema_registry) if args.schema_registry else None
     target = make_target(ConnectionFields.from_uri(args.target), args.target_name, value_format=args.value_format,
@@ -145,6 +154,7 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
             summary = engine.verify(source, target, request, on_verify=show("verifying", "ranges"))
         else:
             summary = engine.run(source, target, request, CheckpointStore(args.checkpoints), restart=args.restart,
+                                 verify=not args.no_verify,
                                  on_progress=show("copying", "rows"), on_verify=show("verifying", "ranges"))
     return summary.to_dict(details=args.details)
 

@@ -64,6 +64,10 @@ class Summary:
     mode: str = "full"
     sees: str = ""  # what the mode can see of the source's changes (plan.SEES)
     consistent: bool = False  # every range was read in one view of the source
+    ranges_differing: int = 0  # sync: ranges whose checksums differed
+    inserted: int = 0  # sync: rows the target lacked
+    updated: int = 0  # sync: rows the target held differently
+    deleted: int = 0  # sync: rows the source no longer has
 
     def to_dict(self, details: bool = True) -> dict:
         """The summary as JSON; ``details=False`` leaves out the per-range checksums."""
@@ -630,26 +634,22 @@ def verify_target(target: Target, ranges: list[KeyRange], expected: dict[str, tu
 
 def verify(source: Source, target: Target, request: BackfillRequest,
            on_verify: Callable[[int, int], None] | None = None) -> Summary:
-    """Verify an existing copy on its own: both sides read and checksummed range by range.
+    """Verify an existing copy on its own, writing nothing: both sides compared range by range (one
+    consistent view of the source), and each range that differs compared row by row.
 
     Args:
         source: The original.
         target: The copy.
-        request: What was copied.
+        request: What was copied (its mode does not matter: the whole of each range is compared).
         on_verify: Called with ``(ranges_checked, ranges)`` as each range is checked.
 
     Raises:
-        VerificationError: naming every range that differs.
+        VerificationError: naming every range that differs, with its rows missing, different and extra.
     """
-    started = time.monotonic()
-    the_plan = plan(source, target, request)
-    with at("target", target.name, "checking the target"):
-        target.prepare(the_plan.info.schema, the_plan.keys)
-    expected = source_checksums(source, the_plan, request, the_plan.ranges)
-    verify_target(target, the_plan.ranges, expected, request.parallelism, on_range=on_verify)
-    return Summary(the_plan.job, request.table, source.name, target.name, rows=sum(v[0] for v in expected.values()),
-                   ranges=len(the_plan.ranges), verified=True, seconds=round(time.monotonic() - started, 3),
-                   checksums={k: list(v) for k, v in expected.items()})
+    from airflow_mesh.backfill.sync import sync
+
+    whole = request.model_copy(update={"mode": Mode.SYNC, "cursor_after": None})
+    return sync(source, target, whole, None, verify=False, on_verify=on_verify, write=False)
 
 
 __all__ = ["Plan", "Progress", "Summary", "describe", "plan", "remove_orphans", "run", "source_checksums", "stage_range", "target_checksum",

@@ -80,14 +80,22 @@ class VerificationError(BackfillError):
 
     Attributes:
         mismatches: ``(range id, source (rows, checksum), target (rows, checksum))`` per bad range.
+        drift: Row by row, how each differing range differs (a sync's comparison), when known.
     """
 
-    def __init__(self, mismatches: list[tuple[str, tuple[int, int], tuple[int, int]]], hint: str | None = None) -> None:
+    def __init__(self, mismatches: list[tuple[str, tuple[int, int], tuple[int, int]]], hint: str | None = None,
+                 drift: list[Any] | None = None) -> None:
         self.mismatches = mismatches
-        lines = [f"range {rid}: source has {s[0]} rows (checksum {s[1]:016x}), target {t[0]} rows "
-                 f"(checksum {t[1]:016x})" for rid, s, t in mismatches]
+        self.drift = drift or []
+        if self.drift:
+            lines = [d.describe() for d in self.drift]
+            count = len(self.drift)
+        else:
+            lines = [f"range {rid}: source has {s[0]} rows (checksum {s[1]:016x}), target {t[0]} rows "
+                     f"(checksum {t[1]:016x})" for rid, s, t in mismatches]
+            count = len(mismatches)
         shown = lines[:10] + ([f"... and {len(lines) - 10} more"] if len(lines) > 10 else [])
-        super().__init__(f"{len(mismatches)} range(s) differ between source and target:\n" + "\n".join(shown)
+        super().__init__(f"{count} range(s) differ between source and target:\n" + "\n".join(shown)
                          + (f"\n{hint}" if hint else ""))
 
 

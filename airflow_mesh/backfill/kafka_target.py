@@ -231,17 +231,21 @@ class KafkaTarget:
             for subject, avro in ((self.key_subject, self.key_schema), (self.value_subject, self.value_schema)):
                 self._ids[subject] = self._client().register_schema(subject, Schema(json.dumps(avro), "AVRO"))
 
+    def _encode_keys(self, batch: pa.RecordBatch) -> list[bytes]:
+        """The message keys of a batch of key columns (as ``_encode`` writes them)."""
+        if self.value_format == "avro":
+            key_header = b"\0" + self._ids[self.key_subject].to_bytes(4, "big")
+            return encode_bodies(batch.select(list(self.keys)), self.key_schema, key_header).to_pylist()
+        if len(self.keys) == 1:
+            return json_keys(batch, self.keys[0])
+        return json_lines(batch.select(list(self.keys)))
+
     def _encode(self, batch: pa.RecordBatch) -> tuple[list[bytes], list[bytes]]:
         """The keys and values of a batch's messages."""
         if self.value_format == "avro":
-            key_header = b"\0" + self._ids[self.key_subject].to_bytes(4, "big")
             value_header = b"\0" + self._ids[self.value_subject].to_bytes(4, "big")
-            keys = encode_bodies(batch.select(list(self.keys)), self.key_schema, key_header)
-            values = encode_bodies(batch, self.value_schema, value_header)
-            return keys.to_pylist(), values.to_pylist()
-        if len(self.keys) == 1:
-            return json_keys(batch, self.keys[0]), json_lines(batch)
-        return json_lines(batch.select(list(self.keys))), json_lines(batch)
+            return self._encode_keys(batch), encode_bodies(batch, self.value_schema, value_header).to_pylist()
+        return self._encode_keys(batch), json_lines(batch)
 
     def _producer_config(self, key_range: KeyRange) -> dict[str, Any]:
         defaults = {**PRODUCER_DEFAULTS, **({"partitioner": AVRO_PARTITIONER} if self.value_format == "avro" else {})}
@@ -262,29 +266,40 @@ class KafkaTarget:
             TypeMappingError: a value has no representation in the format (NaN in JSON).
             KafkaException: the transaction failed; it is aborted, nothing of it is visible.
         """
+        self._transaction(key_range, data, None)
+
+    def apply_changes(self, key_range: KeyRange, upserts: pa.Table, deletes: pa.Table) -> None:
+        """Produce ``upserts`` and a tombstone (a NULL value) for each of the ``deletes`` keys, in one
+        transaction: a compacted topic, or a reader keeping the last value per key, then drops them."""
+        self._transaction(key_range, upserts, deletes)
+
+    def _transaction(self, key_range: KeyRange, data: pa.Table, deletes: pa.Table | None) -> None:
         from confluent_kafka import Producer
 
         if self.schema is None:
-            raise BackfillError(f"Kafka topic {self.topic}: prepare() must run before write_range()")
+            raise BackfillError(f"Kafka topic {self.topic}: prepare() must run before writing")
         producer = Producer(self._producer_config(key_range))
         producer.init_transactions(60)
         producer.begin_transaction()
+
+        def produce(value: bytes | None, message_key: bytes) -> None:
+            while True:
+                try:
+                    producer.produce(self.topic, value, message_key)
+                    return
+                except BufferError:  # the queue is full: wait for deliveries to make room
+                    producer.poll(0.5)
+
         try:
-            produce, topic = producer.produce, self.topic
             for batch in data.to_batches(max_chunksize=ENCODE_ROWS):
                 keys, values = self._encode(batch)
                 for message_key, value in zip(keys, values):
-                    try:
-                        produce(topic, value, message_key)
-                    except BufferError:  # the queue is full: wait for deliveries to make room
-                        while True:
-                            producer.poll(0.5)
-                            try:
-                                produce(topic, value, message_key)
-                                break
-                            except BufferError:
-                                continue
+                    produce(value, message_key)
                 producer.poll(0)  # serve delivery reports, a batch at a time
+            if deletes is not None and deletes.num_rows:
+                for batch in deletes.select(list(self.keys)).to_batches(max_chunksize=ENCODE_ROWS):
+                    for message_key in self._encode_keys(batch):
+                        produce(None, message_key)
             producer.commit_transaction(300)
         except BaseException:
             try:

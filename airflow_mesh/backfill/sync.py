@@ -28,7 +28,7 @@ from airflow_mesh.backfill.checkpoint import CheckpointStore
 from airflow_mesh.backfill.checksum import batches_checksum, canonical_keys, row_hashes, table_checksum
 from airflow_mesh.backfill.engine import (Plan, Progress, Summary, _parallel, describe, plan, read_range,
                                           stream_range, target_checksum)
-from airflow_mesh.backfill.errors import VerificationError
+from airflow_mesh.backfill.errors import TargetError, VerificationError
 from airflow_mesh.backfill.explain import at
 from airflow_mesh.backfill.keys import KeyRange
 from airflow_mesh.backfill.plan import SEES, BackfillRequest, Mode, job_id, stream_id
@@ -80,11 +80,8 @@ def diff_rows(source_rows: pa.Table, target_rows: pa.Table, keys: tuple[str, ...
         What differs, and the rows to upsert and keys to delete to make the target equal.
     """
     def hashed(rows: pa.Table) -> pl.DataFrame:
-        frame = canonical_keys(rows, keys) if rows.num_rows else pl.DataFrame(
-            {k: [] for k in keys}).cast({k: pl.from_arrow(canonical_keys(rows, keys)).dtypes[i] if False else pl.Null
-                                          for i, k in enumerate(keys)})
-        return frame.with_columns(row_hashes(rows).alias("__hash") if rows.num_rows else pl.Series("__hash", [], pl.UInt64),
-                                  pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("__row"))
+        return canonical_keys(rows, keys).with_columns(row_hashes(rows).alias("__hash"),
+                                                       pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("__row"))
 
     if not source_rows.num_rows or not target_rows.num_rows:
         missing = source_rows.num_rows
@@ -103,7 +100,7 @@ def diff_rows(source_rows: pa.Table, target_rows: pa.Table, keys: tuple[str, ...
                      target_rows.select(list(keys)).take(gone))
 
 
-def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: CheckpointStore,
+def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: CheckpointStore | None,
          on_progress: Callable[[int, int], None] | None = None, verify: bool = True, restart: bool = False,
          on_verify: Callable[[int, int], None] | None = None, write: bool = True) -> Summary:
     """Compare source and target range by range and repair the ranges that differ (see the module).
@@ -113,7 +110,8 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
         target: The target (created when missing: the sync is then a full copy).
         request: What is synced (``mode`` is ``sync``; ``cursor_column`` is not needed).
         checkpoints: The job's open run (a killed sync resumes: compared ranges stay done) and the
-            stream's mark, which a completed sync sets to what its view proves.
+            stream's mark, which a completed sync sets to what its view proves (None with
+            ``write=False``: nothing is recorded).
         on_progress: Called with ``(rows_compared, rows_total)`` as ranges are compared.
         verify: Read every repaired range back; it must equal the source.
         restart: Forget the job's open run first.
@@ -130,7 +128,9 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
     """
     started = time.monotonic()
     job, stream = job_id(source.name, target.name, request), stream_id(source.name, target.name, request)
-    if restart:
+    if write and checkpoints is None:
+        raise ValueError("a sync that writes needs a checkpoint store")
+    if restart and checkpoints is not None:
         checkpoints.forget(job)
     describe(source, target, request)  # errors in the request, before any view is opened
     with contextlib.ExitStack() as held:
@@ -155,24 +155,22 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
         writer = threading.Lock()  # one writer at a time: Iceberg commits never race each other
 
         def one(key_range: KeyRange) -> RangeDiff | None:
-            found = _compare(source, target, request, the_plan, key_range, progress)
+            expected, found = _compare(source, target, request, the_plan, key_range, progress)
             if found is not None and write:
                 with writer, at("target", target.name, f"repairing range {key_range.label}"):
                     apply_changes(target, key_range, found)
                 if verify:
-                    expected = batches_checksum(stream_range(source, the_plan, request, key_range))
                     held_now = target_checksum(target, key_range)
                     if held_now != expected:
                         raise VerificationError([(key_range.id, expected, held_now)],
                                                 hint="the range still differs after its repair")
             if write:
-                rows, checksum = found.source if found is not None else progress_range(found, key_range)
-                checkpoints.record(job, key_range, rows, checksum)
+                checkpoints.record(job, key_range, *expected)
             with lock:
                 compared[0] += 1
                 if on_verify is not None:
                     on_verify(compared[0], len(pending))
-            return found.diff if found is not None else None
+            return found
 
         diffs = [d for d in _parallel(one, pending, request.parallelism) if d is not None]
     summary.rows = the_plan.rows
@@ -182,7 +180,7 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
     summary.deleted = sum(d.extra for d in diffs)
     if not write:
         if diffs:
-            raise VerificationError([], hint="\n".join(d.describe() for d in diffs[:20]), drift=diffs)
+            raise VerificationError([], hint="run with --mode sync (mode='sync') to repair them", drift=diffs)
         summary.verified = True
         summary.seconds = round(time.monotonic() - started, 3)
         return summary
@@ -195,36 +193,29 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
     return summary
 
 
-@dataclass
-class _Found:
-    diff: RangeDiff
-    source: tuple[int, int]
-
-
-def progress_range(found: None, key_range: KeyRange) -> tuple[int, int]:  # pragma: no cover - replaced below
-    raise NotImplementedError
-
-
 def _compare(source: Source, target: Target, request: BackfillRequest, the_plan: Plan, key_range: KeyRange,
-             progress: Progress) -> _Found | None:
-    """None when the range's checksums agree; else the rows that differ."""
+             progress: Progress) -> tuple[tuple[int, int], RangeDiff | None]:
+    """The source's ``(rows, checksum)`` of a range, and None when the target's agrees; else the rows
+    that differ (the checksum is then that of the rows the difference was taken from)."""
     expected = batches_checksum(stream_range(source, the_plan, request, key_range, on_rows=progress.add))
     if target_checksum(target, key_range) == expected:
-        return None
+        return expected, None
     source_rows = read_range(source, the_plan, request, key_range)
     with at("target", target.name, f"reading range {key_range.label}"):
         target_rows = target.read_range(key_range)
     found = diff_rows(source_rows, target_rows, the_plan.keys, key_range.id)
     log.info("sync: %s", found.describe())
-    return _Found(found, table_checksum(source_rows))
+    return table_checksum(source_rows), (None if found.empty else found)
 
 
-def apply_changes(target: Target, key_range: KeyRange, found: _Found) -> None:
+def apply_changes(target: Target, key_range: KeyRange, diff: RangeDiff) -> None:
     """Write a range's differences into the target: its own ``apply_changes`` (upserts and deletes
-    in one write) where it has one, else the range replaced by the source's rows."""
-    diff = found.diff
+    in one write).
+
+    Raises:
+        TargetError: the target cannot apply changes.
+    """
     apply = getattr(target, "apply_changes", None)
-    if apply is not None:
-        apply(key_range, diff.upserts, diff.deletes)
-        return
-    raise NotImplementedError(f"target {target.name} cannot apply changes")
+    if apply is None:
+        raise TargetError(f"target {target.name} cannot be synced (it has no way to apply row changes)")
+    apply(key_range, diff.upserts, diff.deletes)

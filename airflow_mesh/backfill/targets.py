@@ -7,9 +7,11 @@ overwrites), so a range redone after a crash ends with every row exactly once.
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
@@ -20,7 +22,7 @@ from airflow_mesh.backfill import names
 from airflow_mesh.backfill.convert import conform, from_storage, plain_type, table_from_storage, table_to_storage
 from airflow_mesh.backfill.errors import (PlanError, TargetSchemaError, TargetWriteError, TypeMappingError,
                                           UnrepresentableValueError)
-from airflow_mesh.backfill.keys import KeyRange, merged, range_condition
+from airflow_mesh.backfill.keys import KeyRange, json_value, merged, range_condition
 from airflow_mesh.backfill.sources import DatabaseLocation, PostgresSource, iceberg_filter
 from airflow_mesh.backfill.sqltext import identifier, range_predicate, table_name
 from airflow_mesh.backfill.types import (UnboundedNumericError, elasticsearch_mapping, holds, iceberg_type,
@@ -61,6 +63,9 @@ class StagingTarget(Protocol):
 
     def commit(self, staged: list[tuple[KeyRange, Any]]) -> None: ...
 
+
+# Commits of one range that another writer beat to it are retried on the reloaded table this often.
+COMMIT_ATTEMPTS = 8
 
 # Batches are gathered into row groups of about this much Arrow data (~128k rows of a narrow table):
 # readers prune and parallelize by row group, so they should not be as small as a read's batches.
@@ -144,6 +149,7 @@ class IcebergTarget:
         self.keys: Keys = ()
         self.schema: pa.Schema | None = None
         self.staging_tag = "untagged"  # the job whose files are staged (set by the engine)
+        self._write_lock = threading.Lock()
 
     def type_problems(self, schema: pa.Schema) -> list[str]:
         """The columns no Iceberg type holds exactly (one line each)."""
@@ -260,19 +266,70 @@ class IcebergTarget:
         """One Iceberg commit: delete every staged range's keys, add every staged file."""
         if not staged:
             return
-        table = self.catalog.load_table(self.identifier)
-        with warnings.catch_warnings():
-            # Deleting ranges that hold no rows yet (every range of a first copy) is no news.
-            warnings.filterwarnings("ignore", "Delete operation did not match any records", UserWarning)
-            with table.transaction() as tx:
-                tx.delete(delete_filter=self._ranges_filter([key_range for key_range, _ in staged]))
-                tx.add_files([path for _, path in staged], check_duplicate_files=False)
+
+        def change(table: Any) -> None:
+            with warnings.catch_warnings():
+                # Deleting ranges that hold no rows yet (every range of a first copy) is no news.
+                warnings.filterwarnings("ignore", "Delete operation did not match any records", UserWarning)
+                with table.transaction() as tx:
+                    tx.delete(delete_filter=self._ranges_filter([key_range for key_range, _ in staged]))
+                    tx.add_files([path for _, path in staged], check_duplicate_files=False)
+
+        self._committing(change, f"committing {len(staged)} ranges")
+
+    def _committing(self, change: Callable[[Any], None], what: str) -> None:
+        """Run ``change(table)`` (one commit) on the table as it is now: one writer of this target at a
+        time (threads of one run never race each other), and again on a reloaded table when another
+        process committed first (Iceberg's optimistic concurrency), up to ``COMMIT_ATTEMPTS``."""
+        from pyiceberg.exceptions import CommitFailedException, ValidationException
+
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                with self._write_lock:
+                    change(self.catalog.load_table(self.identifier))
+                return
+            except (CommitFailedException, ValidationException) as exc:
+                if attempt == COMMIT_ATTEMPTS:
+                    raise TargetWriteError(f"Iceberg table {self.identifier}: {what}: other writers kept committing "
+                                           f"first ({attempt} attempts; last: {exc}); run fewer writers at once "
+                                           "(one backfill of a table at a time) and rerun") from None
+                time.sleep(min(5.0, 0.1 * 2 ** attempt))
+
+    def _keys_filter(self, keys: pa.Table):
+        """A row filter matching exactly the given keys (``In`` for one key column)."""
+        from pyiceberg.expressions import And, EqualTo, In, Or
+
+        rows = [tuple(json_value(v) for v in row.values()) for row in keys.select(list(self.keys)).to_pylist()]
+        if len(self.keys) == 1:
+            return In(self.keys[0], {row[0] for row in rows})
+        matches = [And(*[EqualTo(k, v) for k, v in zip(self.keys, row)]) for row in rows]
+        return matches[0] if len(matches) == 1 else Or(*matches)
+
+    def apply_changes(self, key_range: KeyRange, upserts: pa.Table, deletes: pa.Table) -> None:
+        """Write ``upserts`` and delete the ``deletes`` keys in one commit (the rows of every key
+        touched are deleted, then the upserts appended)."""
+        touched = pa.concat_tables([upserts.select(list(self.keys)), deletes.select(list(self.keys)).cast(
+            upserts.select(list(self.keys)).schema)]) if upserts.num_rows else deletes.select(list(self.keys))
+        if not touched.num_rows:
+            return
+
+        def change(table: Any) -> None:
+            stored = table.schema().as_arrow()
+            with warnings.catch_warnings(), table.transaction() as tx:
+                warnings.filterwarnings("ignore", "Delete operation did not match any records", UserWarning)
+                tx.delete(delete_filter=self._keys_filter(touched))
+                if upserts.num_rows:
+                    tx.append(table_to_storage(upserts, stored).cast(stored))
+
+        self._committing(change, f"repairing range {key_range.label}")
 
     def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
         if upsert:
-            table = self.catalog.load_table(self.identifier)
-            stored = table.schema().as_arrow()
-            table.upsert(table_to_storage(data, stored).cast(stored), join_cols=list(self.keys))
+            def change(table: Any) -> None:
+                stored = table.schema().as_arrow()
+                table.upsert(table_to_storage(data, stored).cast(stored), join_cols=list(self.keys))
+
+            self._committing(change, f"upserting range {key_range.label}")
         else:
             self.commit([(key_range, self.stage_range(key_range, data))])
 
@@ -439,22 +496,39 @@ class PostgresTarget:
         batches = [conform(batch, stored) for batch in data.to_batches()]
         return table_from_storage(pa.Table.from_batches(batches, schema=stored), self.schema)
 
+    def _delete_keys(self, cur: Any, keys: pa.Table) -> None:
+        """Delete the rows of the given keys: the keys are loaded into a temporary table (binary COPY)
+        and the rows they match deleted in one statement."""
+        if not keys.num_rows:
+            return
+        staged = f"airflow_mesh_keys_{uuid.uuid4().hex[:12]}"
+        stored = pa.schema([pa.field(k, postgres_storage_type(self._columns[k]["type"], keys.schema.field(k).type)
+                                     or keys.schema.field(k).type) for k in self.keys])
+        cur.adbc_ingest(staged, table_to_storage(keys.select(list(self.keys)), stored), mode="create", temporary=True)
+        matches = " AND ".join(f"t.{identifier(k, 'postgres')} = s.{identifier(k, 'postgres')}" for k in self.keys)
+        cur.execute(f"DELETE FROM {self._quoted} AS t USING {identifier(staged, 'postgres')} AS s WHERE {matches}")
+        cur.execute(f"DROP TABLE {identifier(staged, 'postgres')}")
+
     def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
-        """Replace the range (or, with ``upsert``, the rows of ``data`` by key: their keys are loaded
-        into a temporary table, and the rows they match deleted) with ``data``, in one transaction."""
-        schema_name, _, name = self.table.rpartition(".")
+        """Replace the range (or, with ``upsert``, the rows of ``data`` by key) with ``data``, in one
+        transaction."""
         with self._connect() as conn, conn.cursor() as cur:
             if upsert:
-                if data.num_rows:
-                    staged = f"airflow_mesh_keys_{uuid.uuid4().hex[:12]}"
-                    cur.adbc_ingest(staged, data.select(list(self.keys)), mode="create", temporary=True)
-                    matches = " AND ".join(f"t.{identifier(k, 'postgres')} = s.{identifier(k, 'postgres')}" for k in self.keys)
-                    cur.execute(f"DELETE FROM {self._quoted} AS t USING {identifier(staged, 'postgres')} AS s WHERE {matches}")
-                    cur.execute(f"DROP TABLE {identifier(staged, 'postgres')}")
+                self._delete_keys(cur, data)
             else:
                 cur.execute(f"DELETE FROM {self._quoted}" + self._where(key_range))
             if data.num_rows:
                 self._ingest(cur, data)
+            conn.commit()
+
+    def apply_changes(self, key_range: KeyRange, upserts: pa.Table, deletes: pa.Table) -> None:
+        """Delete the rows of every key touched (``upserts``' and ``deletes``'), insert ``upserts``:
+        one transaction."""
+        with self._connect() as conn, conn.cursor() as cur:
+            self._delete_keys(cur, upserts)
+            self._delete_keys(cur, deletes)
+            if upserts.num_rows:
+                self._ingest(cur, upserts)
             conn.commit()
 
     def read_range(self, key_range: KeyRange) -> pa.Table:
@@ -623,6 +697,23 @@ class ElasticsearchTarget:
     def read_range(self, key_range: KeyRange) -> pa.Table:
         self.client.indices.refresh(index=self.index)
         return _from_documents([hit["_source"] for hit in self._documents_in(key_range, True)], self.schema)
+
+    def apply_changes(self, key_range: KeyRange, upserts: pa.Table, deletes: pa.Table) -> None:
+        """Index ``upserts`` and delete the ``deletes`` keys' documents (one bulk request)."""
+        from elasticsearch import helpers
+
+        documents = _documents(upserts) if upserts.num_rows else []
+        gone = [self._id(tuple(doc[k] for k in self.keys))  # as the ids were written: from the documents' form
+                for doc in (_documents(deletes.select(list(self.keys))) if deletes.num_rows else [])]
+        actions = [{"_op_type": "delete", "_index": self.index, "_id": doc_id} for doc_id in gone]
+        actions += [{"_index": self.index, "_id": self._id(tuple(doc[k] for k in self.keys)), "_source": doc}
+                    for doc in documents]
+        if not actions:
+            return
+        try:
+            helpers.bulk(self.client.options(request_timeout=120), actions, chunk_size=5000)
+        except helpers.BulkIndexError as exc:
+            raise _write_error(self.index, exc) from None
 
     def count_rows(self) -> int:
         """The index's documents."""
