@@ -479,6 +479,8 @@ def _pg_after_start() -> None:
         _psql(f"CREATE ROLE {DB_USER}")
     # Every time: a stack made with an older password is brought to this one. Replication: for Debezium.
     _psql(f"ALTER ROLE {DB_USER} LOGIN REPLICATION CREATEDB PASSWORD {_sql_string(db_password())}")
+    # The backfill's high-water marks see every session's open transaction (pg_stat_activity).
+    _psql(f"GRANT pg_read_all_stats TO {DB_USER}")
     if _psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") != "1":
         _psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
     # The demo tables belong to the `mesh` user, so that Debezium (connecting as it) can publish them.
@@ -580,6 +582,8 @@ def _mariadb_after_start() -> None:
         # Debezium's snapshot and binlog reader privileges.
         f"GRANT SELECT, RELOAD, SHOW DATABASES, LOCK TABLES, REPLICATION SLAVE, BINLOG MONITOR "
         f"ON *.* TO '{DB_USER}'@'{HOST}';"
+        # The backfill's high-water marks see other sessions' open transactions (INNODB_TRX).
+        f"GRANT PROCESS ON *.* TO '{DB_USER}'@'{HOST}';"
         + (STACK_SRC / "demo" / "mariadb.sql").read_text()
     )
 

@@ -21,6 +21,18 @@ CREATE TABLE IF NOT EXISTS debezium_signal (
     type  varchar(32) NOT NULL,
     data  varchar(2048)
 );
+-- Every change moves updated_at, whatever the statement sets (an incremental migration by
+-- updated_at then sees every update; deletes still need a sync or CDC).
+ALTER TABLE customers ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now();
+CREATE OR REPLACE FUNCTION mesh_touch_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER customers_touch BEFORE UPDATE ON customers
+    FOR EACH ROW EXECUTE FUNCTION mesh_touch_updated_at();
+CREATE OR REPLACE TRIGGER orders_touch BEFORE UPDATE ON orders
+    FOR EACH ROW EXECUTE FUNCTION mesh_touch_updated_at();
 -- Full row images, so that update and delete events carry the whole `before` row.
 ALTER TABLE customers REPLICA IDENTITY FULL;
 ALTER TABLE orders REPLICA IDENTITY FULL;

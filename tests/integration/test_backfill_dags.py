@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
@@ -77,21 +78,36 @@ def test_ui_backfill_rejects_a_conf_its_form_would_refuse(airflow_db, iceberg):
         dag.test(run_conf={"mode": "sideways"})
 
 
-def test_scheduled_migration_copies_then_upserts_changes(airflow_db, iceberg, source_table, postgres_conninfo,
-                                                         monkeypatch):
+def test_scheduled_migration_copies_upserts_then_syncs_what_the_cursor_misses(airflow_db, iceberg, source_table,
+                                                                              postgres_conninfo, monkeypatch):
     dag = load("scheduled_migration")
-    migrate = dag.get_task("migrate_orders")
-    # Point the migration at the test's own table (the demo tables belong to other tests).
-    monkeypatch.setattr(migrate, "table", f"public.{source_table}")
-    monkeypatch.setattr(migrate, "target_name", f"mesh.{source_table}")
-    dag = dag.partial_subset(task_ids=["migrate_orders"], include_upstream=False)
-    assert dag.test().state == "success"
+    for task_id in ("migrate_orders", "sync_orders"):
+        # Point the migration at the test's own table (the demo tables belong to other tests).
+        monkeypatch.setattr(dag.get_task(task_id), "table", f"public.{source_table}")
+        monkeypatch.setattr(dag.get_task(task_id), "target_name", f"mesh.{source_table}")
+    dag = dag.partial_subset(task_ids=["sync_due", "migrate_orders", "sync_orders"], include_upstream=False)
+    run = dag.test(run_conf={"sync": False}, logical_date=datetime(2026, 12, 4, 13, tzinfo=timezone.utc))
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success" and states["sync_orders"] == "skipped", states  # not the sync hour
     assert len(iceberg_rows(iceberg, f"mesh.{source_table}")) == 5000
 
     with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
         conn.execute(f"UPDATE {source_table} SET status = 'changed', updated_at = now() WHERE id IN (7, 8)")
         conn.execute(f"INSERT INTO {source_table} (id, status, amount) VALUES (6001, 'new', 1.25)")
-    assert dag.test().state == "success"
+        conn.execute(f"DELETE FROM {source_table} WHERE id = 10")  # only the sync sees this
+        conn.execute(f"UPDATE {source_table} SET status = 'silent' WHERE id = 11")  # nor this
+    run = dag.test(logical_date=datetime(2026, 12, 5, 0, tzinfo=timezone.utc))  # midnight: the daily sync runs
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success" and states["sync_orders"] == "success", states
     copied = iceberg_rows(iceberg, f"mesh.{source_table}")
-    assert len(copied) == 5001
-    assert copied[7] == ("changed", "1.75") and copied[6001] == ("new", "1.25") and copied[9] == ("s0", "2.25")
+    assert len(copied) == 5000 and 10 not in copied
+    assert copied[7] == ("changed", "1.75") and copied[6001] == ("new", "1.25") and copied[11] == ("silent", "2.75")
+
+
+def test_the_demo_tables_move_updated_at_on_every_update(postgres_conninfo):
+    with psycopg.connect(postgres_conninfo) as conn:  # rolled back: the demo tables stay as they were
+        conn.execute("INSERT INTO customers (id, name, updated_at) VALUES (-1, 'x', now() - interval '1 day')")
+        conn.execute("UPDATE customers SET name = 'y' WHERE id = -1")  # updated_at not set by the statement
+        moved = conn.execute("SELECT updated_at > now() - interval '1 minute' FROM customers WHERE id = -1").fetchone()
+        conn.rollback()
+    assert moved == (True,)

@@ -105,12 +105,12 @@ def mariadb_sql():
 
 def test_a_mariadb_text_key_in_a_case_insensitive_collation_into_iceberg(mariadb_sql, iceberg_catalog, tmp_path):
     name = f"bf_keys_{uuid.uuid4().hex[:8]}"
-    mariadb_sql(f"CREATE TABLE {name} (code varchar(40) COLLATE utf8mb4_general_ci PRIMARY KEY, n int)")
     # Distinct under utf8mb4_general_ci too (no word differs from another only in case or accents).
     words = ["apple", "Banana", "zebra", "éclair", "Ölfass", "olive", "😀smile", "a b", "a'b", "Mango"]
     values = ", ".join(f"('{w.replace(chr(39), chr(39) * 2)}-{i}', {i})" for w in words for i in range(50))
-    mariadb_sql(f"INSERT INTO {name} VALUES {values}")
     try:
+        mariadb_sql(f"CREATE TABLE {name} (code varchar(40) COLLATE utf8mb4_general_ci PRIMARY KEY, n int)")
+        mariadb_sql(f"INSERT INTO {name} VALUES {values}")
         source = make_source(conn_fields("mariadb_mesh"))
         target = make_target(iceberg_catalog, f"mesh.{name}")
         summary = engine.run(source, target, BackfillRequest(table=f"mesh.{name}", range_size=40),

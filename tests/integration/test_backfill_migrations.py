@@ -139,10 +139,11 @@ def test_the_mark_race_loses_nothing(table, iceberg_catalog, tmp_path, postgres_
 def test_writes_during_a_multi_range_run_are_never_lost(table, iceberg_catalog, tmp_path, postgres_conninfo):
     source, target, name = endpoints("iceberg", table, iceberg_catalog)
     checkpoints = CheckpointStore(tmp_path / "cp.sqlite")
-    request = BackfillRequest(table=table, mode="incremental", cursor_column="updated_at", range_size=100,
+    request = BackfillRequest(table=table, mode="incremental", cursor_column="updated_at", range_size=300,
                               parallelism=2)
     engine.run(source, target, request, checkpoints)
     stop = threading.Event()
+    written = [0]
 
     def write() -> None:
         with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
@@ -152,15 +153,18 @@ def test_writes_during_a_multi_range_run_are_never_lost(table, iceberg_catalog, 
                 conn.execute(f"UPDATE {table} SET status = %s, updated_at = now() WHERE id = %s",
                              (f"w{n}", 1 + (n * 37) % ROWS))
                 conn.execute(f"INSERT INTO {table} (id, status, amount) VALUES (%s, 'ins', 2)", (ROWS + n,))
+                written[0] = n
+                time.sleep(0.01)  # about 100 updates and 100 inserts a second
 
     writer = threading.Thread(target=write)
     writer.start()
     try:
-        for _ in range(3):  # runs of 30+ ranges each, while the writer keeps going
+        for _ in range(3):  # runs of 10+ ranges each, while the writer keeps going
             engine.run(source, target, request, checkpoints)
     finally:
         stop.set()
         writer.join()
+    assert written[0] > 50  # the writer did write during the runs
     engine.run(source, target, request, checkpoints)  # after the last write
     assert target_rows("iceberg", target, postgres_conninfo, name) == source_rows(postgres_conninfo, table)
 
