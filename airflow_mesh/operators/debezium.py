@@ -3,11 +3,15 @@
 A signal is a row written to the connector's signal table (``signal.data.collection``) through an
 Airflow connection to the captured database; the connector reads it from its own change stream.
 Before writing, each operator reads the connector's deployed config from Kafka Connect and checks
-that the connector will act on the signal and captures every table named in it.
+that the connector will act on the signal and captures every table named in it; that the Airflow
+connection's type fits the connector; and (``IncrementalSnapshotOperator``) that the database plans
+a read of each table with its filter. ``SignalDatabase`` is that one connection: the checks in a
+read-only transaction, the signal row, and the clean-up and diagnosis ``IncrementalSnapshotSensor``
+does once the snapshot has ended.
 
-Supported: Debezium's PostgreSQL connector (a ``postgres`` connection, written with psycopg) and its
-MariaDB and MySQL connectors (a ``mysql`` connection, written with PyMySQL); ``SIGNAL_WRITERS`` maps
-each connector's SQL dialect to its writer.
+Supported: Debezium's PostgreSQL connector (a ``postgres`` connection, through psycopg) and its
+MariaDB and MySQL connectors (a ``mysql`` connection, through PyMySQL); ``CONNECTORS`` maps each
+connector's SQL dialect to its driver.
 """
 
 from __future__ import annotations

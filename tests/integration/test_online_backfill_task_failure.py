@@ -65,5 +65,4 @@ def test_a_task_that_fails_during_the_snapshot_fails_the_sensor_with_the_databas
         wait_in_triggerer(sensor, cdc) if deferrable else sensor.execute({})
     assert time.monotonic() - started < 60, "the sensor waited for notifications that could not come"
     # The next case needs the connector streaming again: restarting the task resumes the snapshot.
-    KafkaConnectHook().restart_connector(cdc.name, include_tasks=True, only_failed=True)
-    wait_healthy(cdc.name)
+    wait_healthy(cdc.name, restart_failed_tasks=3)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import json
 import ssl
-from pathlib import Path
 
 import pytest
 from cryptography import x509
