@@ -3,10 +3,13 @@ keeps streaming changes (an incremental snapshot).
 
 1. ``connector_healthy`` waits until the connector and its tasks run (deploy it with
    ``deploy_cdc_connectors`` first);
-2. ``request_snapshot`` checks that the connector captures every table, then writes an
-   ``execute-snapshot`` signal to its signal table, with an optional SQL filter per table;
+2. ``request_snapshot`` checks that the connector captures every table, that each filter is one
+   SQL condition, that the connection's type fits the connector, and has the database plan each
+   table's read with its filter (``EXPLAIN``, read-only); only then does it write an
+   ``execute-snapshot`` signal to the connector's signal table;
 3. ``wait_for_snapshot`` follows the connector's notifications until Debezium reports every table
-   read, and fails with Debezium's reason otherwise.
+   read, and fails with Debezium's reason and the database's own message otherwise; at the end it
+   removes the signal row and Debezium's watermark rows from the signal table.
 
 Debezium emits each row read as an ``op=r`` event interleaved with the live changes, so a consumer
 applying the topic in order ends with the table's current content. Trigger the DAG with the form's
@@ -33,8 +36,9 @@ from airflow_mesh.sensors.kafka_connect import ConnectorHealthSensor
         "connector_name": Param("mesh-postgres-cdc", type="string", title="Connector",
                                 description="The Kafka Connect connector (Debezium) to backfill through."),
         "database_conn_id": Param("postgres_mesh", type="string", title="Database connection",
-                                  description="Airflow connection to the captured database, allowed to insert "
-                                              "into the connector's signal table."),
+                                  description="Airflow connection to the captured database (postgres for a "
+                                              "PostgreSQL connector, mysql for MariaDB/MySQL), allowed to insert "
+                                              "into and delete from the connector's signal table."),
         "tables": Param(["public.orders"], type="array", items={"type": "string"}, minItems=1, title="Tables",
                         description="Qualified names (schema.table) of the tables to re-emit."),
         "filters": Param({}, type="object", title="Filters",
@@ -49,6 +53,7 @@ def online_backfill():
                                           database_conn_id="{{ params.database_conn_id }}",
                                           tables="{{ params.tables }}", filters="{{ params.filters }}")
     done = IncrementalSnapshotSensor(task_id="wait_for_snapshot", connector_name="{{ params.connector_name }}",
+                                     database_conn_id="{{ params.database_conn_id }}",
                                      snapshot_id=request.output["signal_id"],
                                      data_collections=request.output["data_collections"],
                                      since_ms=request.output["signaled_at_ms"], poke_interval=5, timeout=6 * 3600)

@@ -6,6 +6,7 @@ Also the notification-topic reader that the sensor and the trigger share.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -22,7 +23,9 @@ from airflow_mesh.connectors.snapshots import (
     SnapshotResult,
     SnapshotWatch,
     parse_notification,
+    task_failure,
 )
+from airflow_mesh.hooks.kafka_connect import KafkaConnectHook
 
 # Kafka stamps notifications with the Connect worker's clock, the operator notes the signal's time
 # with the Airflow worker's: start reading this much earlier than the signal, so clock skew loses nothing.
@@ -36,6 +39,11 @@ METADATA_TIMEOUT = 10.0
 IDLE_TIMEOUT = 5.0
 # Most records taken per read (a snapshot notifies once per chunk of each table).
 BATCH_SIZE = 500
+# Seconds to read on after a verdict for Debezium's COMPLETED of the snapshot (a failed table gives the
+# verdict at once; the watermark rows can be removed only once the snapshot has ended in Debezium too).
+SETTLE_TIMEOUT = 5.0
+# Seconds between two looks at the connector's status while a trigger waits (a FAILED task sends no notification).
+STATUS_INTERVAL = 30.0
 # What the cluster answers about a topic that Debezium has not created yet, or is creating.
 TOPIC_NOT_THERE_YET = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE)
 
@@ -64,11 +72,13 @@ class NotificationReader:
         topic: The notification topic.
         since_ms: Read the records stamped from this time on (epoch milliseconds; ``CLOCK_SKEW_MS``
             earlier); None reads the whole topic.
+        from_end: Read only what comes after the topic's end as of the first ``poll`` (``since_ms`` unused).
     """
 
-    def __init__(self, kafka_config_id: str, topic: str, since_ms: int | None = None) -> None:
+    def __init__(self, kafka_config_id: str, topic: str, since_ms: int | None = None, from_end: bool = False) -> None:
         self.topic = topic
         self.since_ms = since_ms
+        self.from_end = from_end
         self._consumer: Consumer = NotificationConsumerHook(kafka_config_id).get_conn
         self._next_offset: int | None = None
         self._end_offset = 0
@@ -88,7 +98,9 @@ class NotificationReader:
         low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, partition),
                                                          timeout=METADATA_TIMEOUT)
         start = TopicPartition(self.topic, partition, OFFSET_BEGINNING)
-        if self.since_ms is not None:
+        if self.from_end:
+            start.offset = high
+        elif self.since_ms is not None:
             start.offset = max(self.since_ms - CLOCK_SKEW_MS, 0)
             (start,) = self._consumer.offsets_for_times([start], timeout=METADATA_TIMEOUT)
         # offsets_for_times answers -1 (OFFSET_END) when no record is that recent: read what comes next.
@@ -157,10 +169,28 @@ class NotificationReader:
         self._consumer.close()
 
 
-def result_event(result: SnapshotResult) -> dict[str, Any]:
-    """The payload of a TriggerEvent for a snapshot's result."""
+def settle(reader: NotificationReader, watch: SnapshotWatch, timeout: float = SETTLE_TIMEOUT) -> None:
+    """After a verdict, read on until Debezium has completed the snapshot too, for ``timeout`` seconds at most."""
+    deadline = time.monotonic() + timeout
+    while not watch.settled and (left := deadline - time.monotonic()) > 0:
+        for notification in reader.poll(min(left, POLL_TIMEOUT)):
+            watch.observe(notification)
+
+
+def result_event(result: SnapshotResult, end_ms: int | None = None) -> dict[str, Any]:
+    """The payload of a TriggerEvent for a snapshot's result.
+
+    Args:
+        result: The verdict.
+        end_ms: Debezium's time of the connector's last COMPLETED notification seen (``SnapshotWatch.end_ms``).
+    """
     return {"status": "succeeded" if result.succeeded else "failed", "message": result.message,
-            "result": result.as_dict()}
+            "result": result.as_dict(), "end_ms": end_ms}
+
+
+def stalled_message(snapshot_id: str, logical_name: str, failure: str) -> str:
+    """The failure of a wait whose connector stopped working before the snapshot ended."""
+    return f"incremental snapshot {snapshot_id} of {logical_name} cannot go on: {failure}"
 
 
 class IncrementalSnapshotTrigger(BaseTrigger):
@@ -177,15 +207,22 @@ class IncrementalSnapshotTrigger(BaseTrigger):
         since_ms: Read from this time on (epoch ms, e.g. when the signal was written); None: from the start.
         kafka_config_id: The Airflow ``kafka`` connection.
         poll_interval: Seconds to wait between reads when nothing new has arrived.
+        connector_name: The Kafka Connect connector, whose status is looked at every
+            ``status_interval`` seconds while nothing arrives (a FAILED task ends the wait); None: never.
+        kafka_connect_conn_id: The Kafka Connect connection (with ``connector_name``).
+        status_interval: Seconds between two looks at the connector's status.
 
     Yields:
-        One event: ``{"status": "succeeded" | "failed" | "error", "message": ..., "result"?: ...}``,
-        ``result`` being ``SnapshotResult.as_dict()``.
+        One event: ``{"status": "succeeded" | "failed" | "task_failed" | "error", "message": ...,
+        "result"?: ..., "end_ms"?: ...}``, ``result`` being ``SnapshotResult.as_dict()`` and
+        ``end_ms`` Debezium's time of the connector's last COMPLETED notification seen.
     """
 
     def __init__(self, snapshot_id: str, data_collections: Sequence[str], topic: str, logical_name: str,
                  since_ms: int | None = None, kafka_config_id: str = KafkaBaseHook.default_conn_name,
-                 poll_interval: float = 5.0) -> None:
+                 poll_interval: float = 5.0, connector_name: str | None = None,
+                 kafka_connect_conn_id: str = KafkaConnectHook.default_conn_name,
+                 status_interval: float = STATUS_INTERVAL) -> None:
         super().__init__()
         self.snapshot_id = snapshot_id
         self.data_collections = list(data_collections)
@@ -194,6 +231,9 @@ class IncrementalSnapshotTrigger(BaseTrigger):
         self.since_ms = since_ms
         self.kafka_config_id = kafka_config_id
         self.poll_interval = poll_interval
+        self.connector_name = connector_name
+        self.kafka_connect_conn_id = kafka_connect_conn_id
+        self.status_interval = status_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -206,8 +246,16 @@ class IncrementalSnapshotTrigger(BaseTrigger):
                 "since_ms": self.since_ms,
                 "kafka_config_id": self.kafka_config_id,
                 "poll_interval": self.poll_interval,
+                "connector_name": self.connector_name,
+                "kafka_connect_conn_id": self.kafka_connect_conn_id,
+                "status_interval": self.status_interval,
             },
         )
+
+    async def _failure(self) -> str | None:
+        """What the connector's status says stops the snapshot, None when nothing does."""
+        status = await KafkaConnectHook(self.kafka_connect_conn_id).aget_connector_status(self.connector_name)
+        return task_failure(status)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         reader: NotificationReader | None = None
@@ -215,19 +263,30 @@ class IncrementalSnapshotTrigger(BaseTrigger):
             reader = await sync_to_async(NotificationReader, thread_sensitive=False)(
                 self.kafka_config_id, self.topic, self.since_ms)
             watch = SnapshotWatch(self.snapshot_id, self.logical_name, self.data_collections)
+            poll = sync_to_async(reader.poll, thread_sensitive=False)
             progress = None
+            status_seen_at = float("-inf")
             while True:
-                notifications = await sync_to_async(reader.poll, thread_sensitive=False)(POLL_TIMEOUT)
+                notifications = await poll(POLL_TIMEOUT)
                 for notification in notifications:
-                    result = watch.observe(notification)
-                    if result is not None:
-                        yield TriggerEvent(result_event(result))
-                        return
+                    watch.observe(notification)
+                if watch.result is not None:
+                    await sync_to_async(settle, thread_sensitive=False)(reader, watch)
+                    yield TriggerEvent(result_event(watch.result, watch.end_ms))
+                    return
                 if watch.progress != progress:
                     progress = watch.progress
                     self.log.info("Incremental snapshot %s: %s", self.snapshot_id, progress)
-                if not notifications:
-                    await asyncio.sleep(self.poll_interval)
+                if notifications:
+                    continue
+                if self.connector_name and time.monotonic() - status_seen_at >= self.status_interval:
+                    status_seen_at = time.monotonic()
+                    failure = await self._failure()
+                    if failure:
+                        yield TriggerEvent({"status": "task_failed", "message": stalled_message(
+                            self.snapshot_id, self.logical_name, failure)})
+                        return
+                await asyncio.sleep(self.poll_interval)
         except Exception as exc:  # noqa: BLE001 - reported to the task, which fails with the reason
             yield TriggerEvent({"status": "error", "message": f"incremental snapshot {self.snapshot_id}: {exc}"})
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import re
 import threading
@@ -30,10 +31,18 @@ from confluent_kafka.admin import AdminClient
 from psycopg.rows import dict_row
 
 from airflow.sdk.exceptions import TaskDeferred
-from airflow_mesh.connectors.snapshots import SnapshotFailedError, UncapturedTableError
+from airflow_mesh.connectors.snapshots import (
+    ConnectionMismatchError,
+    FilterCheckError,
+    SignalDatabaseError,
+    SnapshotFailedError,
+    SnapshotRequestError,
+    UncapturedTableError,
+)
 from airflow_mesh.hooks.kafka_connect import KafkaConnectHook
 from airflow_mesh.operators.debezium import IncrementalSnapshotOperator, StopIncrementalSnapshotOperator
 from airflow_mesh.sensors.debezium import IncrementalSnapshotSensor
+from airflow_mesh.triggers.debezium import NotificationReader
 from tests.integration.test_cdc_connectors import deploy, drop_slot, remove_connector, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,12 +71,13 @@ class SnapshotConnector:
 
 
 @contextmanager
-def snapshot_connector(conninfo: str, bootstrap: str, folder: Path,
-                       roles: dict[str, int]) -> Iterator[SnapshotConnector]:
+def snapshot_connector(conninfo: str, bootstrap: str, folder: Path, roles: dict[str, int],
+                       config: dict[str, Any] | None = None) -> Iterator[SnapshotConnector]:
     """Create one table per role (with that many rows), deploy a connector capturing them, clean up after.
 
     Each table: ``id bigint`` primary key, ``label text``, ``qty integer``, ``note text`` (nullable),
     REPLICA IDENTITY FULL, owned by the stack's user. The connector's signal table is its own too.
+    ``config`` overrides settings of the connector's config.
     """
     suffix = uuid.uuid4().hex[:8]
     prefix = f"snaptest{suffix}"
@@ -82,6 +92,7 @@ def snapshot_connector(conninfo: str, bootstrap: str, folder: Path,
                                                                        connector.signal_table]),
         "signal.data.collection": connector.signal_table,
         "incremental.snapshot.chunk.size": 100, "notification.sink.topic.name": connector.notification_topic,
+        **(config or {}),
     })
     spec_file = folder / f"{connector.name}.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
@@ -130,7 +141,7 @@ def wait_slot_active(conninfo: str, slot: str, timeout: float = 60) -> None:
 
 @pytest.fixture(scope="module")
 def cdc(postgres_conninfo, bootstrap_servers, tmp_path_factory) -> Iterator[SnapshotConnector]:
-    roles = {"exact": 3000, "filtered": 1000, "misc": 20000}
+    roles = {"exact": 3000, "filtered": 1000, "misc": 20000, "doomed": 20000}
     folder = tmp_path_factory.mktemp("specs")
     with snapshot_connector(postgres_conninfo, bootstrap_servers, folder, roles) as connector:
         yield connector
@@ -144,9 +155,35 @@ def request_snapshot(cdc: SnapshotConnector, role: str, **kwargs: Any) -> dict[s
 
 
 def snapshot_sensor(cdc: SnapshotConnector, request: dict[str, Any], **kwargs: Any) -> IncrementalSnapshotSensor:
+    kwargs.setdefault("database_conn_id", DATABASE_CONN_ID)  # as dags/online_backfill.py gives it
     return IncrementalSnapshotSensor(task_id="wait", connector_name=cdc.name, snapshot_id=request["signal_id"],
                                      data_collections=request["data_collections"], since_ms=request["signaled_at_ms"],
                                      poke_interval=1, timeout=120, **kwargs)
+
+
+def signal_table_rows(conninfo: str, cdc: SnapshotConnector) -> list[tuple[str, str, str | None]]:
+    """Every row of the connector's signal table, by id."""
+    with psycopg.connect(conninfo) as db:
+        return db.execute(f"SELECT id, type, data FROM {cdc.signal_table} ORDER BY id").fetchall()
+
+
+def leftovers(conninfo: str, cdc: SnapshotConnector, *signal_ids: str) -> list[tuple[str, str]]:
+    """What a finished snapshot must not leave in the signal table: Debezium's watermark rows, the given signals."""
+    return [(row_id, kind) for row_id, kind, _ in signal_table_rows(conninfo, cdc)
+            if kind.startswith("snapshot-window-") or row_id in signal_ids]
+
+
+def wait_for_progress(cdc: SnapshotConnector, signal_id: str, timeout: float = 60) -> None:
+    """Wait until Debezium reports a chunk read by the snapshot ``signal_id``."""
+    reader = NotificationReader("kafka_default", cdc.notification_topic)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if any(n.id == signal_id and n.type == "IN_PROGRESS" for n in reader.poll(1.0)):
+                return
+    finally:
+        reader.close()
+    raise AssertionError(f"no IN_PROGRESS notification of {signal_id} within {timeout}s")
 
 
 def table_rows(conninfo: str, table: str) -> dict[int, dict[str, Any]]:
@@ -263,6 +300,8 @@ def test_backfill_under_concurrent_writes_reproduces_the_table(cdc, postgres_con
     first, last = kinds.index("read"), len(kinds) - 1 - kinds[::-1].index("read")
     assert "live" in kinds[first:last], "no live change between the first and the last read of the snapshot"
     assert operations > 100
+    # Debezium has acted on the signal: the sensor removed it (and the watermark rows are gone).
+    assert leftovers(postgres_conninfo, cdc, request["signal_id"]) == []
 
 
 async def first_event_and_longest_stall(trigger: Any) -> tuple[Any, float]:
@@ -310,7 +349,7 @@ def test_filtered_backfill_waited_for_in_the_triggerer(cdc, bootstrap_servers):
     assert sorted(key for key, event in reads if event and event["op"] == "r") == list(range(10, 1001, 10))
 
 
-def test_a_stopped_backfill_fails_the_sensor(cdc):
+def test_a_stopped_backfill_fails_the_sensor(cdc, postgres_conninfo):
     request = request_snapshot(cdc, "misc")
     stop = StopIncrementalSnapshotOperator(task_id="stop", connector_name=cdc.name, database_conn_id=DATABASE_CONN_ID,
                                            signal_id=cdc.signal_id("stop")).execute({})
@@ -318,24 +357,60 @@ def test_a_stopped_backfill_fails_the_sensor(cdc):
     with pytest.raises(SnapshotFailedError, match=rf"{request['signal_id']} of {cdc.topic_prefix} failed: ended "
                                                   rf"without reading {cdc.qualified('misc')}: a stop-snapshot"):
         snapshot_sensor(cdc, request, deferrable=False).execute({})
+    # The stop operator removed its signal once Debezium acted on it, the sensor its own.
+    assert leftovers(postgres_conninfo, cdc, request["signal_id"], stop["signal_id"]) == []
+
+
+@pytest.mark.parametrize(("condition", "database_says"), [
+    ("no_such_column > 0", 'column "no_such_column" does not exist'),
+    ("label > 5", "operator does not exist: text > integer"),
+    # Parsed as one expression (an alias), which the database refuses: only it has the last word.
+    ("id > 5 label", 'syntax error at or near "AS"'),
+], ids=["unknown-column", "type-mismatch", "syntax"])
+def test_a_filter_the_database_refuses_is_not_signalled(cdc, postgres_conninfo, condition, database_says):
+    table = cdc.qualified("misc")
+    before = signal_table_rows(postgres_conninfo, cdc)
+    with pytest.raises(FilterCheckError) as refused:
+        request_snapshot(cdc, "misc", filters={table: condition})
+    message = str(refused.value)
+    assert f"filter {condition!r} on {table}" in message and database_says in message, message
+    assert refused.value.table == table and database_says in refused.value.server_message
+    assert "\n" not in message
+    assert signal_table_rows(postgres_conninfo, cdc) == before  # nothing written, not even a watermark
+
+
+@pytest.mark.parametrize("condition", ["id >> AND 5", "id < 10) OR (true", "1; DELETE FROM orders"])
+def test_a_filter_that_is_not_one_condition_is_refused_before_connecting(cdc, monkeypatch, condition):
+    # The connection cannot even be reached: the filter is refused before any connection is made.
+    monkeypatch.setenv("AIRFLOW_CONN_PG_NOWHERE", json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1,
+                                                              "login": "x", "password": "y", "schema": "z"}))
+    table = cdc.qualified("misc")
+    operator = IncrementalSnapshotOperator(task_id="snapshot", connector_name=cdc.name, database_conn_id="pg_nowhere",
+                                           tables=[table], filters={table: condition}, signal_id=cdc.signal_id("bad"))
+    with pytest.raises(SnapshotRequestError, match=rf"^filters\[{re.escape(table)}\]: filter "):
+        operator.execute({})
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
-def test_an_invalid_filter_fails_the_sensor_with_debeziums_status(cdc, deferrable):
+def test_a_filter_that_fails_at_run_time_fails_the_sensor_with_the_database_error(cdc, postgres_conninfo, deferrable):
+    # EXPLAIN plans it, but every row divides by zero: Debezium's max-key query fails, its notification
+    # says only SQL_EXCEPTION, and its failed window leaves a snapshot-window-open row behind.
     table = cdc.qualified("misc")
-    request = request_snapshot(cdc, "misc", filters={table: "no_such_column > 0"})
+    request = request_snapshot(cdc, "misc", filters={table: "id / (id - id) > 0"})
     sensor = snapshot_sensor(cdc, request, deferrable=deferrable)
-    with pytest.raises(SnapshotFailedError, match=rf"{table}: SQL_EXCEPTION \(0 rows\): a chunk query failed"):
+    with pytest.raises(SnapshotFailedError, match=rf"{table}: SQL_EXCEPTION \(0 rows\).*division by zero"):
         wait_in_triggerer(sensor, cdc) if deferrable else sensor.execute({})
+    assert leftovers(postgres_conninfo, cdc, request["signal_id"]) == []
 
 
-def test_a_snapshot_requested_while_another_runs_completes_with_it(cdc):
+def test_a_snapshot_requested_while_another_runs_completes_with_it(cdc, postgres_conninfo):
     # Debezium merges the second request into the running snapshot; both waits must end in success.
     table = cdc.qualified("misc")
     first = request_snapshot(cdc, "misc")
     second = request_snapshot(cdc, "misc", filters={table: "id <= 400"})
     assert snapshot_sensor(cdc, first, deferrable=False).execute({})["tables"][table]["status"] == "SUCCEEDED"
     assert snapshot_sensor(cdc, second, deferrable=False).execute({})["tables"][table]["status"] == "SUCCEEDED"
+    assert leftovers(postgres_conninfo, cdc, first["signal_id"], second["signal_id"]) == []
 
 
 def test_an_uncaptured_table_is_refused_before_any_signal(cdc, postgres_conninfo):
@@ -347,3 +422,48 @@ def test_an_uncaptured_table_is_refused_before_any_signal(cdc, postgres_conninfo
         operator.execute({})
     with psycopg.connect(postgres_conninfo) as db:
         assert db.execute(f"SELECT count(*) FROM {cdc.signal_table} WHERE id = %s", (signal_id,)).fetchone() == (0,)
+
+
+def test_a_mysql_connection_for_a_postgres_connector_is_refused_in_one_line(cdc, postgres_conninfo):
+    before = signal_table_rows(postgres_conninfo, cdc)
+    operator = IncrementalSnapshotOperator(task_id="snapshot", connector_name=cdc.name, database_conn_id="mariadb_mesh",
+                                           tables=[cdc.qualified("misc")], signal_id=cdc.signal_id("mismatch"))
+    with pytest.raises(ConnectionMismatchError) as refused:
+        operator.execute({})
+    message = str(refused.value)
+    assert message.startswith(f"connection mariadb_mesh is a 'mysql' connection, but connector {cdc.name} "
+                              "(io.debezium.connector.postgresql.PostgresConnector) captures a PostgreSQL database: "
+                              "give as database_conn_id a 'postgres' connection to "), message
+    assert "\n" not in message
+    assert signal_table_rows(postgres_conninfo, cdc) == before
+
+
+@pytest.mark.parametrize(("change", "database_says"), [
+    ({"password": "not-the-password"}, r'password authentication failed for user "\w+" \(check the connection'),
+    ({"port": 1}, r"Connection refused.*\(is the server running"),
+], ids=["wrong-password", "unreachable"])
+def test_a_connection_failure_is_one_line_with_the_database_message(cdc, postgres_conninfo, monkeypatch, change,
+                                                                   database_says):
+    conn = {**json.loads(os.environ["AIRFLOW_CONN_POSTGRES_MESH"]), **change}
+    monkeypatch.setenv("AIRFLOW_CONN_PG_BROKEN", json.dumps(conn))
+    before = signal_table_rows(postgres_conninfo, cdc)
+    operator = IncrementalSnapshotOperator(task_id="snapshot", connector_name=cdc.name, database_conn_id="pg_broken",
+                                           tables=[cdc.qualified("misc")], signal_id=cdc.signal_id("broken"))
+    with pytest.raises(SignalDatabaseError, match=rf"^connection pg_broken: connecting to PostgreSQL at "
+                                                  rf"127\.0\.0\.1:{conn['port']}/{conn['schema']}: .*{database_says}"):
+        operator.execute({})
+    assert signal_table_rows(postgres_conninfo, cdc) == before
+
+
+# Last in the module: Debezium 3.6.1 resets its row counter only after a table read in full, so the next
+# table's total_rows_scanned would include the rows read from this one before it was dropped.
+def test_a_table_dropped_while_it_is_read_fails_the_sensor_with_the_database_error(cdc, postgres_conninfo):
+    table = cdc.qualified("doomed")
+    request = request_snapshot(cdc, "doomed")
+    wait_for_progress(cdc, request["signal_id"])
+    with psycopg.connect(postgres_conninfo, autocommit=True) as db:
+        db.execute(f"DROP TABLE {table}")
+    sensor = snapshot_sensor(cdc, request, deferrable=False)
+    with pytest.raises(SnapshotFailedError, match=rf"{table}: SQL_EXCEPTION .*relation \"{table}\" does not exist"):
+        sensor.execute({})
+    assert leftovers(postgres_conninfo, cdc, request["signal_id"]) == []

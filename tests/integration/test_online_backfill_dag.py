@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_incremental_snapshot import SnapshotConnector, snapshot_connector
+from tests.integration.test_incremental_snapshot import SnapshotConnector, signal_table_rows, snapshot_connector
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = ROOT / "dags" / "online_backfill.py"
@@ -27,7 +27,7 @@ def cdc(postgres_conninfo, bootstrap_servers, tmp_path) -> Iterator[SnapshotConn
         yield connector
 
 
-def test_online_backfill_dag(airflow_db, cdc, monkeypatch, caplog, capsys):
+def test_online_backfill_dag(airflow_db, cdc, postgres_conninfo, monkeypatch, caplog, capsys):
     monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
     table = cdc.qualified("rows")
 
@@ -40,3 +40,5 @@ def test_online_backfill_dag(airflow_db, cdc, monkeypatch, caplog, capsys):
     assert caplog.text.count("[DAG TEST] Trigger completed") == 2
     # The sensor's task log (on stdout) carries Debezium's verdict: the filter left 400 of 500 rows.
     assert f"of {cdc.topic_prefix} completed: {table}: SUCCEEDED (400 rows)" in capsys.readouterr().out
+    # The sensor removed the signal once Debezium had acted on it: the connector's signal table is empty again.
+    assert signal_table_rows(postgres_conninfo, cdc) == []

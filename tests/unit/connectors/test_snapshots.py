@@ -205,7 +205,7 @@ def test_parse_a_real_notification():
     assert parse_notification(value) == Notification(
         "snap-1", "Incremental Snapshot", "TABLE_SCAN_COMPLETED",
         {"scanned_collection": "public.explore_snap", "connector_name": "explore", "total_rows_scanned": "500",
-         "status": "SUCCEEDED", "data_collections": "public.explore_snap"})
+         "status": "SUCCEEDED", "data_collections": "public.explore_snap"}, 1795710829998)
 
 
 def test_parse_a_notification_written_with_schemas():
@@ -266,7 +266,7 @@ def test_notifications_of_earlier_snapshots_and_other_connectors_are_ignored():
 @pytest.mark.parametrize(
     ("status", "explanation"),
     [
-        ("SQL_EXCEPTION", "a chunk query failed (an invalid additional-conditions filter?)"),
+        ("SQL_EXCEPTION", "a chunk query failed (its filter, or the table, as the database read it then)"),
         ("UNKNOWN_SCHEMA", "the connector knows no such table"),
         ("NO_PRIMARY_KEY", "the table has no primary key"),
     ],

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import json
 import ssl
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -17,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from airflow.sdk import Connection
 from airflow_mesh.connectors.snapshots import MARIADB, POSTGRES, signal_target
-from airflow_mesh.operators.debezium import SIGNAL_WRITERS, mysql_connect_kwargs
+from airflow_mesh.operators.debezium import CONNECTORS, mysql_connect_kwargs
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +120,13 @@ def test_malformed_tls_extras_are_refused(extra, message):
         tls(extra)
 
 
-def test_a_mariadb_or_mysql_connector_gets_the_pymysql_writer():
+def test_a_mariadb_or_mysql_connector_gets_pymysql_and_a_mysql_connection():
     for connector_class in ("io.debezium.connector.mariadb.MariaDbConnector",
                             "io.debezium.connector.mysql.MySqlConnector"):
         target = signal_target("c", {"connector.class": connector_class, "signal.data.collection": "shop.signal"})
-        assert target.dialect is MARIADB and SIGNAL_WRITERS[target.dialect].__name__ == "_execute_mysql"
-    assert SIGNAL_WRITERS[POSTGRES].__name__ == "_execute_postgres"
+        assert target.dialect is MARIADB and CONNECTORS[target.dialect].__name__ == "_connect_mysql"
+        assert target.dialect.conn_type == "mysql"
+    assert CONNECTORS[POSTGRES].__name__ == "_connect_postgres" and POSTGRES.conn_type == "postgres"
 
 
 def test_a_percent_sign_in_the_signal_table_survives_the_drivers_formatting():
