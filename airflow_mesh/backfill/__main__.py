@@ -90,6 +90,9 @@ def parser() -> argparse.ArgumentParser:
                      help="compare an existing copy with the source, range by range; write nothing")
     how.add_argument("--checkpoints", type=Path, default=DEFAULT_CHECKPOINTS, metavar="FILE",
                      help="the SQLite file of done ranges and high-water marks")
+    how.add_argument("--deep", action="store_true",
+                     help="sync: compare every range of both sides, even where the source can tell which rows "
+                          "changed since the last verified run (also repairs a target someone else changed)")
     how.add_argument("--no-verify", action="store_true",
                      help="skip the read-back of what was written (faster; a mismatch then goes unnoticed)")
     how.add_argument("--restart", action="store_true",
@@ -130,7 +133,7 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
     request = BackfillRequest(table=args.table, key=args.key, mode=args.mode, cursor_column=args.cursor_column,
                               cursor_after=args.cursor_after, where=args.where, range_size=args.range_size,
                               parallelism=args.parallelism, dry_run=args.dry_run, casts=parse_casts(args.cast),
-                              exclude=args.exclude, cursor_lag=args.cursor_lag)
+                              exclude=args.exclude, cursor_lag=args.cursor_lag, deep=args.deep)
     source = make_source(ConnectionFields.from_uri(args.source))
     registry = schema_registry_from_url(args.schema_registry) if args.schema_registry else None
     target = make_target(ConnectionFields.from_uri(args.target), args.target_name, value_format=args.value_format,

@@ -38,6 +38,9 @@ class CheckpointStore:
             db.execute("CREATE TABLE IF NOT EXISTS watermarks (stream TEXT PRIMARY KEY, cursor TEXT, updated_at REAL)")
             db.execute("CREATE TABLE IF NOT EXISTS plans (job TEXT PRIMARY KEY, ranges TEXT, rows INTEGER, "
                        "created_at REAL)")
+            # The source's view (Snapshot.version) the target last equalled, per stream: set by a
+            # verified full copy or sync; a sync from it reads only the rows changed since.
+            db.execute("CREATE TABLE IF NOT EXISTS baselines (stream TEXT PRIMARY KEY, version TEXT, at REAL)")
             # The open run of a job: its cursor bounds, fixed at its first attempt, and how many attempts.
             db.execute("CREATE TABLE IF NOT EXISTS runs (job TEXT PRIMARY KEY, started_at REAL, cursor_after TEXT, "
                        "mark TEXT, attempts INTEGER)")
@@ -97,6 +100,20 @@ class CheckpointStore:
         """Drop an incremental stream's high-water mark (its next run copies everything)."""
         with self._connect() as db:
             db.execute("DELETE FROM watermarks WHERE stream = ?", (stream,))
+
+    def baseline(self, stream: str) -> str | None:
+        """The source's view (``Snapshot.version``) the stream's target last equalled, if any."""
+        with self._connect() as db:
+            row = db.execute("SELECT version FROM baselines WHERE stream = ?", (stream,)).fetchone()
+        return row[0] if row else None
+
+    def set_baseline(self, stream: str, version: str | None) -> None:
+        """Record (None: forget) the view the stream's target now equals."""
+        with self._connect() as db:
+            if version is None:
+                db.execute("DELETE FROM baselines WHERE stream = ?", (stream,))
+            else:
+                db.execute("INSERT OR REPLACE INTO baselines VALUES (?, ?, ?)", (stream, version, time.time()))
 
     def open_run(self, job: str) -> OpenRun | None:
         """The job's run that has not completed, or None."""

@@ -64,6 +64,7 @@ class Summary:
     mode: str = "full"
     sees: str = ""  # what the mode can see of the source's changes (plan.SEES)
     consistent: bool = False  # every range was read in one view of the source
+    compared: str = ""  # sync: what was compared (every range, or the rows changed since the last verified run)
     ranges_differing: int = 0  # sync: ranges whose checksums differed
     inserted: int = 0  # sync: rows the target lacked
     updated: int = 0  # sync: rows the target held differently
@@ -320,6 +321,8 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
         this_run = checkpoints.begin_run(job, request.cursor_after, proved)
         _copy(source, target, request, the_plan, checkpoints, summary, on_progress, verify, on_verify)
     checkpoints.complete_run(job)
+    if not incremental and summary.verified:  # a verified full copy: the target equals this view
+        checkpoints.set_baseline(stream, view.version)
     summary.cursor_max = this_run.mark
     if this_run.mark is not None and (incremental or cursor is None):
         checkpoints.set_watermark(key if incremental else marks.mark_key(stream), this_run.mark)

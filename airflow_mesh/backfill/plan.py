@@ -70,6 +70,8 @@ class BackfillRequest(BaseModel):
         dry_run: Plan and count only; write nothing.
         cursor_lag: Seconds the new high-water mark is held back by, beyond what the source's snapshot
             proves (for cursor values written by clocks other than the database's).
+        deep: ``sync``: compare every range of both sides even where the source can tell which rows
+            changed since the last verified run (a target changed by others is then repaired too).
         casts: ``column -> SQL type`` (e.g. ``{"amount": "numeric(38,20)"}``): the source selects
             ``CAST(column AS type)`` and the column takes that type's exact Arrow type; a value the
             cast would change (round, cut) fails the run naming the column, never rounds.
@@ -88,6 +90,7 @@ class BackfillRequest(BaseModel):
     parallelism: int = Field(default=2, ge=1, le=64)
     dry_run: bool = False
     cursor_lag: float = Field(default=0.0, ge=0, le=7 * 86_400)
+    deep: bool = False
     casts: dict[str, str] = Field(default_factory=dict)
     exclude: list[str] = Field(default_factory=list)
 
@@ -200,7 +203,7 @@ def parse_casts(items: dict[str, str] | list[str] | tuple[str, ...] | str | None
 
 
 # How a run is done, not what it copies: none of these changes a job's identity.
-_HOW = {"parallelism", "dry_run", "range_size", "cursor_after", "cursor_lag"}
+_HOW = {"parallelism", "dry_run", "range_size", "cursor_after", "cursor_lag", "deep"}
 
 
 def _digest(payload: object) -> str:

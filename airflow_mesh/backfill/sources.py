@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import threading
 import weakref
 from collections.abc import Collection, Iterator, Mapping
@@ -105,12 +106,15 @@ class Snapshot:
         blind: The source would not show the run the other sessions' transactions (a missing
             privilege), so ``safe_until`` is the snapshot's own time held back by the request's lag.
         note: Why the view is what it is, for the log and the summary.
+        version: What the view saw, as the source can later tell rows changed since
+            (PostgreSQL: the snapshot's ``xmin:xmax:xip`` transaction ids); None where it cannot.
     """
 
     safe_until: dt.datetime | None = None
     consistent: bool = False
     blind: bool = False
     note: str = ""
+    version: str | None = None
 
 
 NO_SNAPSHOT = Snapshot()
@@ -428,6 +432,14 @@ class _SqlSource:
         table = self._key_table(info, keys, request, min(1.0, wanted / estimate))
         return _key_tuples(table, keys), estimate
 
+    def all_keys(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest) -> pa.Table:
+        """Every selected row's key columns (as the rows are read: the same types)."""
+        columns = ", ".join(self._select(info.schema.field(k)) for k in keys)
+        unbounded = request.model_copy(update={"cursor_after": None})
+        batches = [_cast(b, pa.schema([info.schema.field(k) for k in keys]))
+                   for b in self._stream(f"SELECT {columns} FROM {self._table(info)}" + self._where(info, keys, unbounded, None))]
+        return pa.Table.from_batches(batches, schema=pa.schema([info.schema.field(k) for k in keys]))
+
     def cursor_max(self, info: TableInfo, column: str, request: BackfillRequest) -> Any:
         """The largest value of a cursor column among the rows the request's filter selects."""
         unbounded = request.model_copy(update={"cursor_after": None})
@@ -502,7 +514,8 @@ class PostgresSource(_SqlSource):
         "(SELECT min(xact_start) FROM pg_stat_activity WHERE datname = current_database() "
         " AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start IS NOT NULL) AS oldest, "
         "(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
-        " AND backend_type = 'client backend' AND state IS NULL) AS hidden")
+        " AND backend_type = 'client backend' AND state IS NULL) AS hidden, "
+        "pg_current_snapshot()::text AS version")
 
     @contextlib.contextmanager
     def consistent(self) -> Iterator[Snapshot]:
@@ -516,17 +529,48 @@ class PostgresSource(_SqlSource):
             cur.execute("SELECT pg_export_snapshot() AS id")
             snapshot_id = cur.fetchone()[0]
             cur.execute(self.HORIZON_SQL)
-            now, oldest, hidden = cur.fetchone()
+            now, oldest, hidden, version = cur.fetchone()
             self._snapshot_id = snapshot_id
             try:
                 safe = min(t for t in (now, oldest) if t is not None).astimezone(dt.timezone.utc)
-                yield Snapshot(safe_until=safe, consistent=True, blind=bool(hidden),
+                yield Snapshot(safe_until=safe, consistent=True, blind=bool(hidden), version=version,
                                note=f"snapshot {snapshot_id}" + (
                                    f"; {hidden} sessions of other users cannot be seen (grant pg_read_all_stats)"
                                    if hidden else ""))
             finally:
                 self._snapshot_id = None
                 conn.rollback()
+
+    # Transaction ids, as in pg_current_snapshot()'s text: xmin:xmax:xip,... (64-bit, epoch included).
+    _SNAPSHOT_TEXT = re.compile(r"^(\d+):(\d+):([\d,]*)$")
+
+    def changed_since(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
+                      version: str) -> Iterator[pa.RecordBatch] | None:
+        """The selected rows inserted or updated since an earlier view (``Snapshot.version``): those
+        whose row version (``xmin``) that view could not see, updates that leave every cursor alone
+        included. One scan of the table that returns only those rows. Deletes leave no row: compare
+        the keys for them.
+
+        Returns:
+            The rows, batch by batch; None when ``version`` is too old to compare safely (over a
+            billion transactions ago, near PostgreSQL's wraparound horizon).
+        """
+        found = self._SNAPSHOT_TEXT.match(version or "")
+        if found is None:
+            return None
+        xmax, xip = int(found[2]), [int(x) for x in found[3].split(",") if x]
+        age = self._query(f"SELECT age('{xmax % 2**32}'::xid) AS a").to_pylist()[0]["a"]
+        if age is None or int(age) > 1_000_000_000:
+            return None
+        # xmin is 32 bits: a row is newer than the view when it is no older than the view's xmax
+        # (age() counts back from now, across wraparound), or was in progress when the view was taken.
+        newer = f"age(xmin) <= age('{xmax % 2**32}'::xid)"
+        if xip:
+            newer += " OR xmin = ANY('{" + ",".join(str(x % 2**32) for x in xip) + "}'::xid[])"
+        columns = ", ".join(self._select(f) for f in info.schema)
+        return (_cast(batch, info.schema) for batch in
+                self._stream(f"SELECT {columns} FROM {self._table(info)}" + self._where(info, keys, request, None,
+                                                                                         f"({newer})")))
 
     def _in_snapshot(self, cur: Any) -> None:
         """Make the cursor's transaction read the run's exported snapshot, if there is one."""

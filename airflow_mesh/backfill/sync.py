@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -146,33 +147,18 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
         this_run = checkpoints.begin_run(job, None, marks.proved_time(view, request.cursor_lag)) if write else None
         with at("target", target.name, "creating or checking the target"):
             target.prepare(the_plan.info.schema, the_plan.keys)
-        done = checkpoints.done(job) if write else {}
-        pending = [r for r in the_plan.ranges if r.id not in done]
-        summary.ranges_skipped = len(the_plan.ranges) - len(pending)
-        progress = Progress(the_plan.rows, on_progress)
-        compared = [0]
-        lock = threading.Lock()
-        writer = threading.Lock()  # one writer at a time: Iceberg commits never race each other
-
-        def one(key_range: KeyRange) -> RangeDiff | None:
-            expected, found = _compare(source, target, request, the_plan, key_range, progress)
-            if found is not None and write:
-                with writer, at("target", target.name, f"repairing range {key_range.label}"):
-                    apply_changes(target, key_range, found)
-                if verify:
-                    held_now = target_checksum(target, key_range)
-                    if held_now != expected:
-                        raise VerificationError([(key_range.id, expected, held_now)],
-                                                hint="the range still differs after its repair")
-            if write:
-                checkpoints.record(job, key_range, *expected)
-            with lock:
-                compared[0] += 1
-                if on_verify is not None:
-                    on_verify(compared[0], len(pending))
-            return found
-
-        diffs = [d for d in _parallel(one, pending, request.parallelism) if d is not None]
+        baseline = checkpoints.baseline(stream) if write and not request.deep else None
+        changed_since = getattr(source, "changed_since", None)
+        since = changed_since(the_plan.info, the_plan.keys, request, baseline) \
+            if baseline is not None and changed_since is not None else None
+        if since is not None:
+            summary.compared = "the rows changed since the last verified run (row versions), and every key"
+            found = _since(source, target, the_plan, request, since, verify, progress_to=on_progress)
+            diffs = [] if found.empty else [found]
+        else:
+            summary.compared = "every range of both sides (checksums, then row by row where they differ)"
+            diffs = _every_range(source, target, request, the_plan, checkpoints, job, write, verify, on_progress,
+                                 on_verify)
     summary.rows = the_plan.rows
     summary.ranges_differing = len(diffs)
     summary.inserted = sum(d.missing for d in diffs)
@@ -186,11 +172,45 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
         return summary
     checkpoints.complete_run(job)
     summary.verified = verify
+    checkpoints.set_baseline(stream, view.version)  # the target now equals this view of the source
     if this_run is not None and this_run.mark is not None:
         summary.cursor_max = this_run.mark
         checkpoints.set_watermark(marks.mark_key(stream), this_run.mark)
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
+
+
+def _every_range(source: Source, target: Target, request: BackfillRequest, the_plan: Plan,
+                 checkpoints: CheckpointStore | None, job: str, write: bool, verify: bool,
+                 on_progress: Callable[[int, int], None] | None,
+                 on_verify: Callable[[int, int], None] | None) -> list[RangeDiff]:
+    """Compare every range of both sides, and repair those that differ (``write``)."""
+    done = checkpoints.done(job) if write else {}
+    pending = [r for r in the_plan.ranges if r.id not in done]
+    progress = Progress(the_plan.rows, on_progress)
+    compared = [0]
+    lock = threading.Lock()
+    writer = threading.Lock()  # one writer at a time: Iceberg commits never race each other
+
+    def one(key_range: KeyRange) -> RangeDiff | None:
+        expected, found = _compare(source, target, request, the_plan, key_range, progress)
+        if found is not None and write:
+            with writer, at("target", target.name, f"repairing range {key_range.label}"):
+                apply_changes(target, key_range, found)
+            if verify:
+                held_now = target_checksum(target, key_range)
+                if held_now != expected:
+                    raise VerificationError([(key_range.id, expected, held_now)],
+                                            hint="the range still differs after its repair")
+        if write:
+            checkpoints.record(job, key_range, *expected)
+        with lock:
+            compared[0] += 1
+            if on_verify is not None:
+                on_verify(compared[0], len(pending))
+        return found
+
+    return [d for d in _parallel(one, pending, request.parallelism) if d is not None]
 
 
 def _compare(source: Source, target: Target, request: BackfillRequest, the_plan: Plan, key_range: KeyRange,
@@ -219,3 +239,72 @@ def apply_changes(target: Target, key_range: KeyRange, diff: RangeDiff) -> None:
     if apply is None:
         raise TargetError(f"target {target.name} cannot be synced (it has no way to apply row changes)")
     apply(key_range, diff.upserts, diff.deletes)
+
+
+# Rows changed since the baseline are written this many at a time (memory stays bounded).
+SINCE_CHUNK_ROWS = 200_000
+
+
+def _since(source: Source, target: Target, the_plan: Plan, request: BackfillRequest, changed: Any, verify: bool,
+           progress_to: Callable[[int, int], None] | None = None) -> RangeDiff:
+    """A sync from the baseline: the rows the source says changed since (inserts and updates, silent
+    ones too) are upserted, and the keys the target holds but the source no longer has (deletes) are
+    deleted; each chunk is read back by key.
+
+    Returns:
+        What was repaired: ``missing`` the new keys, ``different`` the changed rows the target had,
+        ``extra`` the deleted keys.
+
+    Raises:
+        VerificationError: what was written does not read back.
+    """
+    keys = the_plan.keys
+    with at("source", source.name, "reading every key"):
+        source_keys = source.all_keys(the_plan.info, keys, request)
+    with at("target", target.name, "reading every key"):
+        all_keys = getattr(target, "all_keys", None)
+        target_keys = all_keys() if all_keys is not None else target.read_range(KeyRange()).select(list(keys))
+    held = canonical_keys(target_keys, keys).with_row_index("__row")
+    gone = held.join(canonical_keys(source_keys, keys), on=list(keys), how="anti")["__row"].to_arrow()
+    deletes = target_keys.take(gone)
+    present = held.select(list(keys))
+    new = rewritten = 0
+    pending_deletes = deletes
+    batches: list[pa.RecordBatch] = []
+    buffered = 0
+
+    def flush() -> None:
+        nonlocal new, rewritten, pending_deletes, batches, buffered
+        chunk = pa.Table.from_batches(batches, schema=the_plan.info.schema) if batches else \
+            the_plan.info.schema.empty_table()
+        had = canonical_keys(chunk, keys).join(present, on=list(keys), how="semi").height if chunk.num_rows else 0
+        new, rewritten = new + chunk.num_rows - had, rewritten + had
+        with at("target", target.name, "writing the rows changed since the last verified run"):
+            apply_changes(target, KeyRange(), RangeDiff("since", 0, 0, 0, chunk, pending_deletes))
+        if verify:
+            from airflow_mesh.backfill.engine import rows_of
+
+            back = rows_of(target, KeyRange(), chunk, keys) if chunk.num_rows else chunk
+            if table_checksum(back) != table_checksum(chunk):
+                raise VerificationError([("since", table_checksum(chunk), table_checksum(back))],
+                                        hint="the rows written read back differently")
+            if pending_deletes.num_rows and rows_of(target, KeyRange(), pending_deletes, keys).num_rows:
+                raise VerificationError([], hint="deleted keys are still in the target")
+        pending_deletes = deletes.slice(0, 0)
+        batches, buffered = [], 0
+
+    from airflow_mesh.backfill.explain import reading
+
+    for batch in reading(source, changed, "reading the rows changed since the last verified run"):
+        batches.append(batch)
+        buffered += batch.num_rows
+        if progress_to is not None:
+            progress_to(new + rewritten + buffered, max(1, new + rewritten + buffered))
+        if buffered >= SINCE_CHUNK_ROWS:
+            flush()
+    if batches or pending_deletes.num_rows:
+        flush()
+    found = RangeDiff("since the last verified run", new, rewritten, deletes.num_rows, the_plan.info.schema.empty_table(),
+                      deletes.slice(0, 0))
+    log.info("sync: %s", found.describe())
+    return found

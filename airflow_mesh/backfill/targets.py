@@ -357,6 +357,21 @@ class IcebergTarget:
         back to int16, a text back to its interval...)."""
         yield from self._from_storage(self._scan(key_range).to_arrow_batch_reader())
 
+    def read_keys(self, key_range: KeyRange, keys: pa.Table) -> pa.Table:
+        """The rows of the given keys (a scan filtered by them: files whose statistics exclude
+        every key are not read)."""
+        if not keys.num_rows:
+            return self.read_range(key_range).slice(0, 0)
+        table = self.catalog.load_table(self.identifier)
+        scan = table.scan(row_filter=self._keys_filter(keys), selected_fields=tuple(self.schema.names))
+        return table_from_storage(scan.to_arrow(), self.schema)
+
+    def all_keys(self) -> pa.Table:
+        """Every row's key columns (only their column chunks are read)."""
+        table = self.catalog.load_table(self.identifier)
+        return table_from_storage(table.scan(selected_fields=self.keys).to_arrow(),
+                                  pa.schema([self.schema.field(k) for k in self.keys]))
+
     @staticmethod
     def _files(scan: Any) -> frozenset[tuple[str, frozenset[str]]]:
         """The data files a scan reads, each with the delete files applied to it."""
@@ -496,18 +511,44 @@ class PostgresTarget:
         batches = [conform(batch, stored) for batch in data.to_batches()]
         return table_from_storage(pa.Table.from_batches(batches, schema=stored), self.schema)
 
-    def _delete_keys(self, cur: Any, keys: pa.Table) -> None:
-        """Delete the rows of the given keys: the keys are loaded into a temporary table (binary COPY)
-        and the rows they match deleted in one statement."""
-        if not keys.num_rows:
-            return
-        staged = f"airflow_mesh_keys_{uuid.uuid4().hex[:12]}"
+    def _stage_keys(self, cur: Any, keys: pa.Table) -> tuple[str, str]:
+        """Load keys into a temporary table (binary COPY); returns its quoted name and the condition
+        matching the table's rows (``t``) to them (``s``)."""
+        staged = identifier(f"airflow_mesh_keys_{uuid.uuid4().hex[:12]}", "postgres")
         stored = pa.schema([pa.field(k, postgres_storage_type(self._columns[k]["type"], keys.schema.field(k).type)
                                      or keys.schema.field(k).type) for k in self.keys])
-        cur.adbc_ingest(staged, table_to_storage(keys.select(list(self.keys)), stored), mode="create", temporary=True)
-        matches = " AND ".join(f"t.{identifier(k, 'postgres')} = s.{identifier(k, 'postgres')}" for k in self.keys)
-        cur.execute(f"DELETE FROM {self._quoted} AS t USING {identifier(staged, 'postgres')} AS s WHERE {matches}")
-        cur.execute(f"DROP TABLE {identifier(staged, 'postgres')}")
+        cur.adbc_ingest(staged.strip('"'), table_to_storage(keys.select(list(self.keys)), stored), mode="create",
+                        temporary=True)
+        return staged, " AND ".join(f"t.{identifier(k, 'postgres')} = s.{identifier(k, 'postgres')}" for k in self.keys)
+
+    def _delete_keys(self, cur: Any, keys: pa.Table) -> None:
+        """Delete the rows of the given keys, in one statement."""
+        if not keys.num_rows:
+            return
+        staged, matches = self._stage_keys(cur, keys)
+        cur.execute(f"DELETE FROM {self._quoted} AS t USING {staged} AS s WHERE {matches}")
+        cur.execute(f"DROP TABLE {staged}")
+
+    def read_keys(self, key_range: KeyRange, keys: pa.Table) -> pa.Table:
+        """The rows of the given keys (a join with them, loaded into a temporary table)."""
+        if not keys.num_rows:
+            return self.read_range(key_range).slice(0, 0)
+        with self._connect() as conn, conn.cursor() as cur:
+            staged, matches = self._stage_keys(cur, keys)
+            cur.execute(f"SELECT {self._select_list()} FROM {self._quoted} AS t WHERE EXISTS "
+                        f"(SELECT 1 FROM {staged} AS s WHERE {matches})")
+            found = self._as_source_types(cur.fetch_arrow_table())
+            conn.rollback()
+            return found
+
+    def all_keys(self) -> pa.Table:
+        """Every row's key columns."""
+        with self._connect() as conn, conn.cursor() as cur:
+            keys = ", ".join(PostgresSource(self.location)._select(self._stored.field(k)) for k in self.keys)
+            cur.execute(f"SELECT {keys} FROM {self._quoted}")
+            stored = pa.schema([self._stored.field(k) for k in self.keys])
+            data = pa.Table.from_batches([conform(b, stored) for b in cur.fetch_arrow_table().to_batches()], schema=stored)
+            return table_from_storage(data, pa.schema([self.schema.field(k) for k in self.keys]))
 
     def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
         """Replace the range (or, with ``upsert``, the rows of ``data`` by key) with ``data``, in one
