@@ -83,9 +83,11 @@ REQUEST = {name: "{{ params.%s }}" % name for name in (
                                           "schema_registry_default). Automatic: avro when a schema registry is "
                                           "named, else json. Ignored (with a warning in the log) for other targets.",
                               section="Target"),
-        "mode": Param("full", type="string", enum=["full", "incremental"], title="Mode",
-                      description="full: every row; incremental: the rows past the last verified run's cursor "
-                                  "(needs a cursor column).", section="How"),
+        "mode": Param("full", type="string", enum=["full", "incremental", "sync"], title="Mode",
+                      description="full: replace every key range with the source's rows; incremental: upsert the "
+                                  "rows by key (this form keeps no high-water mark: scheduled_migration does); "
+                                  "sync: compare source and target range by range and repair what differs, deletes "
+                                  "included.", section="How"),
         "cursor_column": Param(None, type=["null", "string"], title="Cursor column",
                                description="Incremental mode only: a column that grows with every change, "
                                            "e.g. updated_at.", section="How"),

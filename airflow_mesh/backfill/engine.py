@@ -119,7 +119,8 @@ class Progress:
                  rate, self.what, "unknown" if eta == float("inf") else f"{eta:.0f}s")
 
 
-def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: CheckpointStore | None = None) -> Plan:
+def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: CheckpointStore | None = None,
+         described: Plan | None = None) -> Plan:
     """Describe the source table, find its key and bounds, and cut the ranges. Writes nothing to the target.
 
     A single integer key is cut evenly in key space between its min and max (index look-ups) with
@@ -134,6 +135,7 @@ def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: 
         request: What to copy.
         checkpoints: When given, a job's first plan is saved there and a later run of the same job
             reuses its ranges (extended to keys added since), so its done ranges stay done.
+        described: The table's description, when the caller has it already (``describe``).
 
     Returns:
         The plan.
@@ -142,7 +144,7 @@ def plan(source: Source, target: Target, request: BackfillRequest, checkpoints: 
         PlanError: no such table, no usable key, a key that is not unique, a bad filter, a type
             without an exact mapping.
     """
-    described = describe(source, target, request)
+    described = described or describe(source, target, request)
     job, info, keys = described.job, described.info, described.keys
     doing = f"planning the ranges of {info.name}" + (" (check the filter)" if request.where else "")
     with at("source", source.name, doing):
@@ -311,7 +313,7 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
         if cursor is not None and not marks.is_time(cursor.type):
             with at("source", source.name, f"reading the largest {cursor.name}"):
                 proved = marks.value_mark(source.cursor_max(described.info, cursor.name, request))
-        the_plan = plan(source, target, request, checkpoints)
+        the_plan = plan(source, target, request, checkpoints, described=described)
         summary = Summary(the_plan.job, request.table, source.name, target.name, ranges=len(the_plan.ranges),
                           dry_run=request.dry_run, cursor_after=request.cursor_after, restarted=restart,
                           mode=request.mode.value, sees=SEES[request.mode], consistent=view.consistent)

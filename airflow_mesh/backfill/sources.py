@@ -440,6 +440,27 @@ class _SqlSource:
                    for b in self._stream(f"SELECT {columns} FROM {self._table(info)}" + self._where(info, keys, unbounded, None))]
         return pa.Table.from_batches(batches, schema=pa.schema([info.schema.field(k) for k in keys]))
 
+    def segment_counts(self, info: TableInfo, key: str, request: BackfillRequest, lo: int, width: int) -> pa.Table:
+        """``seg, n``: how many selected rows an integer key has in each segment
+        ``[lo + seg * width, lo + (seg + 1) * width)``, counted in the database (no key travels)."""
+        column = self._ident(key)
+        unbounded = request.model_copy(update={"cursor_after": None})
+        divide = "DIV" if self.dialect == "mysql" else "/"
+        return self._query(f"SELECT ({column} - {int(lo)}) {divide} {int(width)} AS seg, count(*) AS n "
+                           f"FROM {self._table(info)}" + self._where(info, (key,), unbounded, None) + " GROUP BY 1")
+
+    def keys_in_segments(self, info: TableInfo, key: str, request: BackfillRequest, lo: int, width: int,
+                         segments: list[int]) -> pa.Table:
+        """The selected rows' keys in the given segments (see ``segment_counts``)."""
+        column = self._ident(key)
+        unbounded = request.model_copy(update={"cursor_after": None})
+        divide = "DIV" if self.dialect == "mysql" else "/"
+        inside = f"({column} - {int(lo)}) {divide} {int(width)} IN ({', '.join(str(int(s)) for s in segments)})"
+        batches = list(self._stream(f"SELECT {self._select(info.schema.field(key))} FROM {self._table(info)}"
+                                    + self._where(info, (key,), unbounded, None, inside)))
+        schema = pa.schema([info.schema.field(key)])
+        return pa.Table.from_batches([_cast(b, schema) for b in batches], schema=schema)
+
     def cursor_max(self, info: TableInfo, column: str, request: BackfillRequest) -> Any:
         """The largest value of a cursor column among the rows the request's filter selects."""
         unbounded = request.model_copy(update={"cursor_after": None})

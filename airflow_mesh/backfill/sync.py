@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ import pyarrow as pa
 from airflow_mesh.backfill import marks
 from airflow_mesh.backfill.checkpoint import CheckpointStore
 from airflow_mesh.backfill.checksum import batches_checksum, canonical_keys, row_hashes, table_checksum
-from airflow_mesh.backfill.engine import (Plan, Progress, Summary, _parallel, describe, plan, read_range,
+from airflow_mesh.backfill.engine import (Plan, Progress, Summary, _parallel, plan, read_range,
                                           stream_range, target_checksum)
 from airflow_mesh.backfill.errors import TargetError, VerificationError
 from airflow_mesh.backfill.explain import at
@@ -133,7 +134,6 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
         raise ValueError("a sync that writes needs a checkpoint store")
     if restart and checkpoints is not None:
         checkpoints.forget(job)
-    describe(source, target, request)  # errors in the request, before any view is opened
     with contextlib.ExitStack() as held:
         with at("source", source.name, "opening a consistent view"):
             view = held.enter_context(source.consistent())
@@ -151,9 +151,14 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
         changed_since = getattr(source, "changed_since", None)
         since = changed_since(the_plan.info, the_plan.keys, request, baseline) \
             if baseline is not None and changed_since is not None else None
+        found = None
         if since is not None:
-            summary.compared = "the rows changed since the last verified run (row versions), and every key"
-            found = _since(source, target, the_plan, request, since, verify, progress_to=on_progress)
+            try:
+                found = _since(source, target, the_plan, request, since, verify, progress_to=on_progress)
+                summary.compared = "the rows changed since the last verified run (row versions), and the keys"
+            except TooManyChanges as exc:
+                log.info("sync: %s rows changed since the last verified run: every range is compared instead", exc)
+        if found is not None:
             diffs = [] if found.empty else [found]
         else:
             summary.compared = "every range of both sides (checksums, then row by row where they differ)"
@@ -193,7 +198,7 @@ def _every_range(source: Source, target: Target, request: BackfillRequest, the_p
     writer = threading.Lock()  # one writer at a time: Iceberg commits never race each other
 
     def one(key_range: KeyRange) -> RangeDiff | None:
-        expected, found = _compare(source, target, request, the_plan, key_range, progress)
+        expected, found = compare_range(source, target, request, the_plan, key_range, progress)
         if found is not None and write:
             with writer, at("target", target.name, f"repairing range {key_range.label}"):
                 apply_changes(target, key_range, found)
@@ -213,7 +218,7 @@ def _every_range(source: Source, target: Target, request: BackfillRequest, the_p
     return [d for d in _parallel(one, pending, request.parallelism) if d is not None]
 
 
-def _compare(source: Source, target: Target, request: BackfillRequest, the_plan: Plan, key_range: KeyRange,
+def compare_range(source: Source, target: Target, request: BackfillRequest, the_plan: Plan, key_range: KeyRange,
              progress: Progress) -> tuple[tuple[int, int], RangeDiff | None]:
     """The source's ``(rows, checksum)`` of a range, and None when the target's agrees; else the rows
     that differ (the checksum is then that of the rows the difference was taken from)."""
@@ -241,70 +246,134 @@ def apply_changes(target: Target, key_range: KeyRange, diff: RangeDiff) -> None:
     apply(key_range, diff.upserts, diff.deletes)
 
 
-# Rows changed since the baseline are written this many at a time (memory stays bounded).
+# Rows changed since the baseline are written this many at a time.
 SINCE_CHUNK_ROWS = 200_000
+# More changed rows than this and the sync compares every range instead (its memory stays bounded).
+SINCE_MAX_ROWS = 2_000_000
+# Deletes are found by counting the keys of small segments of an integer key on both sides (in the
+# database where there is one), then comparing the keys of only the segments whose counts disagree.
+SEGMENT_ROWS = 64
+
+
+class TooManyChanges(Exception):
+    """More rows changed since the baseline than a sync from it holds in memory."""
+
+
+def _segment_counts(keys: pa.Array | pa.ChunkedArray, lo: int, width: int) -> pl.DataFrame:
+    """``seg, n``: how many of an integer key's values fall in each segment ``[lo + seg*width, ...)``."""
+    frame = pl.from_arrow(pa.table({"k": keys}))
+    return frame.group_by(((pl.col("k") - lo) // width).alias("seg")).agg(pl.len().alias("n"))
+
+
+def _deleted(source: Source, target: Target, the_plan: Plan, request: BackfillRequest, new_keys: pa.Table,
+             counts: tuple[Any, Any] | None, whole: tuple[Any, Any] | None, lo: int, width: int) -> pa.Table:
+    """The keys the target holds and the source no longer has."""
+    keys = the_plan.keys
+    if counts is not None:  # integer key: only the segments whose counts disagree are compared
+        source_counts, target_counts = (pl.from_arrow(f.result()) for f in counts)
+        added = _segment_counts(new_keys.column(keys[0]), lo, width)
+        both = (target_counts.join(added, on="seg", how="left", suffix="_new")
+                .join(source_counts, on="seg", how="left", suffix="_source").fill_null(0))
+        segments = both.filter(pl.col("n") + pl.col("n_new") - pl.col("n_source") > 0)["seg"].to_list()
+        if not segments:
+            return new_keys.slice(0, 0)
+        with at("source", source.name, f"reading the keys of {len(segments)} segments"):
+            source_keys = source.keys_in_segments(the_plan.info, keys[0], request, lo, width, segments)
+        with at("target", target.name, f"reading the keys of {len(segments)} segments"):
+            target_keys = target.keys_in_segments(lo, width, segments)
+    else:
+        source_keys, target_keys = (f.result() for f in whole)
+    held = canonical_keys(target_keys, keys).with_row_index("__row")
+    gone = held.join(canonical_keys(source_keys, keys), on=list(keys), how="anti")["__row"].to_arrow()
+    return target_keys.take(gone)
 
 
 def _since(source: Source, target: Target, the_plan: Plan, request: BackfillRequest, changed: Any, verify: bool,
            progress_to: Callable[[int, int], None] | None = None) -> RangeDiff:
     """A sync from the baseline: the rows the source says changed since (inserts and updates, silent
     ones too) are upserted, and the keys the target holds but the source no longer has (deletes) are
-    deleted; each chunk is read back by key.
+    deleted, a chunk at a time, each chunk read back by key.
+
+    The deletes are found while the changed rows stream in: for an integer key, both sides count the
+    keys of small segments (in the database, where there is one) and only the segments whose counts
+    cannot be explained by the new keys are compared key by key; for any other key, every key of
+    both sides is compared.
 
     Returns:
         What was repaired: ``missing`` the new keys, ``different`` the changed rows the target had,
         ``extra`` the deleted keys.
 
     Raises:
+        TooManyChanges: more than ``SINCE_MAX_ROWS`` rows changed (the caller compares every range).
         VerificationError: what was written does not read back.
     """
+    from airflow_mesh.backfill.engine import rows_of
+    from airflow_mesh.backfill.explain import reading
+
     keys = the_plan.keys
-    with at("source", source.name, "reading every key"):
-        source_keys = source.all_keys(the_plan.info, keys, request)
-    with at("target", target.name, "reading every key"):
-        all_keys = getattr(target, "all_keys", None)
-        target_keys = all_keys() if all_keys is not None else target.read_range(KeyRange()).select(list(keys))
-    held = canonical_keys(target_keys, keys).with_row_index("__row")
-    gone = held.join(canonical_keys(source_keys, keys), on=list(keys), how="anti")["__row"].to_arrow()
-    deletes = target_keys.take(gone)
-    present = held.select(list(keys))
-    new = rewritten = 0
-    pending_deletes = deletes
-    batches: list[pa.RecordBatch] = []
-    buffered = 0
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="keys")
+    integral = (len(keys) == 1 and pa.types.is_integer(the_plan.info.schema.field(keys[0]).type)
+                and the_plan.ranges and hasattr(source, "segment_counts") and hasattr(target, "segment_counts"))
+    lo = width = 0
+    counts = whole = None
+    if integral:
+        lo = int(the_plan.ranges[0].lo) if the_plan.ranges[0].lo is not None else 0
+        span = max(1, int(the_plan.ranges[-1].hi) - lo)
+        width = max(1, span * SEGMENT_ROWS // max(1, the_plan.rows))
 
-    def flush() -> None:
-        nonlocal new, rewritten, pending_deletes, batches, buffered
-        chunk = pa.Table.from_batches(batches, schema=the_plan.info.schema) if batches else \
-            the_plan.info.schema.empty_table()
-        had = canonical_keys(chunk, keys).join(present, on=list(keys), how="semi").height if chunk.num_rows else 0
-        new, rewritten = new + chunk.num_rows - had, rewritten + had
+        def source_counts() -> pa.Table:
+            with at("source", source.name, "counting the keys of each segment"):
+                return source.segment_counts(the_plan.info, keys[0], request, lo, width)
+
+        def target_counts() -> pa.Table:
+            with at("target", target.name, "counting the keys of each segment"):
+                return target.segment_counts(lo, width)
+
+        counts = (pool.submit(source_counts), pool.submit(target_counts))
+    else:
+        def source_keys() -> pa.Table:
+            with at("source", source.name, "reading every key"):
+                return source.all_keys(the_plan.info, keys, request)
+
+        def target_keys() -> pa.Table:
+            with at("target", target.name, "reading every key"):
+                all_keys = getattr(target, "all_keys", None)
+                return all_keys() if all_keys is not None else target.read_range(KeyRange()).select(list(keys))
+
+        whole = (pool.submit(source_keys), pool.submit(target_keys))
+    pool.shutdown(wait=False)
+
+    rows: list[pa.RecordBatch] = []
+    count = 0
+    for batch in reading(source, changed, "reading the rows changed since the last verified run"):
+        rows.append(batch)
+        count += batch.num_rows
+        if count > SINCE_MAX_ROWS:
+            raise TooManyChanges(count)
+    upserts = pa.Table.from_batches(rows, schema=the_plan.info.schema)
+    if progress_to is not None:
+        progress_to(upserts.num_rows, max(1, upserts.num_rows))
+    # Which changed rows the target already holds (updates) and which it lacks (inserts).
+    present = rows_of(target, KeyRange(), upserts, keys).select(list(keys)) if upserts.num_rows else \
+        upserts.select(list(keys))
+    changed_keys = canonical_keys(upserts.select(list(keys)), keys).with_row_index("__row")
+    new_rows = changed_keys.join(canonical_keys(present, keys), on=list(keys), how="anti")["__row"].to_arrow()
+    new_keys = upserts.select(list(keys)).take(new_rows)
+    deletes = _deleted(source, target, the_plan, request, new_keys, counts, whole, lo, width)
+
+    for start in range(0, max(1, upserts.num_rows), SINCE_CHUNK_ROWS):
+        chunk = upserts.slice(start, SINCE_CHUNK_ROWS)
+        gone = deletes if start == 0 else deletes.slice(0, 0)
         with at("target", target.name, "writing the rows changed since the last verified run"):
-            apply_changes(target, KeyRange(), RangeDiff("since", 0, 0, 0, chunk, pending_deletes))
+            apply_changes(target, KeyRange(), RangeDiff("since", 0, 0, 0, chunk, gone))
         if verify:
-            from airflow_mesh.backfill.engine import rows_of
-
             back = rows_of(target, KeyRange(), chunk, keys) if chunk.num_rows else chunk
             if table_checksum(back) != table_checksum(chunk):
                 raise VerificationError([("since", table_checksum(chunk), table_checksum(back))],
                                         hint="the rows written read back differently")
-            if pending_deletes.num_rows and rows_of(target, KeyRange(), pending_deletes, keys).num_rows:
+            if gone.num_rows and rows_of(target, KeyRange(), gone, keys).num_rows:
                 raise VerificationError([], hint="deleted keys are still in the target")
-        pending_deletes = deletes.slice(0, 0)
-        batches, buffered = [], 0
-
-    from airflow_mesh.backfill.explain import reading
-
-    for batch in reading(source, changed, "reading the rows changed since the last verified run"):
-        batches.append(batch)
-        buffered += batch.num_rows
-        if progress_to is not None:
-            progress_to(new + rewritten + buffered, max(1, new + rewritten + buffered))
-        if buffered >= SINCE_CHUNK_ROWS:
-            flush()
-    if batches or pending_deletes.num_rows:
-        flush()
-    found = RangeDiff("since the last verified run", new, rewritten, deletes.num_rows, the_plan.info.schema.empty_table(),
-                      deletes.slice(0, 0))
+    found = RangeDiff("since the last verified run", new_keys.num_rows, upserts.num_rows - new_keys.num_rows,
+                      deletes.num_rows, upserts.slice(0, 0), deletes.slice(0, 0))
     log.info("sync: %s", found.describe())
     return found

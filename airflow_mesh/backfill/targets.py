@@ -6,6 +6,7 @@ overwrites), so a range redone after a crash ends with every row exactly once.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -372,6 +373,20 @@ class IcebergTarget:
         return table_from_storage(table.scan(selected_fields=self.keys).to_arrow(),
                                   pa.schema([self.schema.field(k) for k in self.keys]))
 
+    def segment_counts(self, lo: int, width: int) -> pa.Table:
+        """``seg, n`` of an integer key (see ``PostgresSource.segment_counts``), from its column."""
+        import polars as pl
+
+        frame = pl.from_arrow(self.all_keys().rename_columns(["k"]))
+        return frame.group_by(((pl.col("k") - lo) // width).alias("seg")).agg(pl.len().alias("n")).to_arrow()
+
+    def keys_in_segments(self, lo: int, width: int, segments: list[int]) -> pa.Table:
+        """The keys of the given segments."""
+        keys = self.all_keys()
+        wanted = pa.array(segments, pa.int64())
+        segment = pc.divide(pc.subtract(pc.cast(keys.column(0), pa.int64()), lo), width)
+        return keys.filter(pc.is_in(segment, value_set=wanted))
+
     @staticmethod
     def _files(scan: Any) -> frozenset[tuple[str, frozenset[str]]]:
         """The data files a scan reads, each with the delete files applied to it."""
@@ -421,9 +436,13 @@ class PostgresTarget:
         self._stored: pa.Schema | None = None  # its columns' own Arrow types and selects
 
     def _connect(self):
-        import adbc_driver_postgresql.dbapi
+        """A connection of the target's one ADBC database (its type catalog is loaded once)."""
+        return self._catalog._connect()
 
-        return adbc_driver_postgresql.dbapi.connect(self.location.uri("postgresql"))
+    @functools.cached_property
+    def _catalog(self) -> PostgresSource:
+        """The target database read as a source is (its catalog, and how a column is selected)."""
+        return PostgresSource(self.location)
 
     @property
     def _quoted(self) -> str:
@@ -450,7 +469,7 @@ class PostgresTarget:
         """
         _refuse_types(f"PostgreSQL table {self.table}", schema, postgres_ddl_type)
         self.keys, self.schema = key_tuple(key), schema
-        catalog = PostgresSource(self.location)
+        catalog = self._catalog
         rows = catalog.columns(self.table)
         if not rows:
             columns = ", ".join(f"{identifier(f.name, 'postgres')} {postgres_ddl_type(f)}" for f in schema)
@@ -474,7 +493,7 @@ class PostgresTarget:
     def _stored_field(self, row: dict[str, Any]) -> pa.Field:
         """A target column's own Arrow type, and how to select it (as a PostgreSQL source would)."""
         try:
-            return PostgresSource(self.location)._field(row, None)
+            return self._catalog._field(row, None)
         except UnboundedNumericError:  # numeric without precision holds every decimal: read its text
             column = identifier(row["name"], "postgres")
             return pa.field(row["name"], pa.decimal256(76, 38),
@@ -503,7 +522,7 @@ class PostgresTarget:
         cur.execute(f"DROP TABLE {stage}")
 
     def _select_list(self) -> str:
-        return ", ".join(PostgresSource(self.location)._select(self._stored.field(f.name)) for f in self.schema)
+        return ", ".join(self._catalog._select(self._stored.field(f.name)) for f in self.schema)
 
     def _as_source_types(self, data: pa.Table) -> pa.Table:
         """Rows read from the target table, in the backfill's types."""
@@ -541,10 +560,27 @@ class PostgresTarget:
             conn.rollback()
             return found
 
+    def segment_counts(self, lo: int, width: int) -> pa.Table:
+        """``seg, n`` of an integer key (see ``PostgresSource.segment_counts``), counted in the database."""
+        column = identifier(self.keys[0], "postgres")
+        with self._connect() as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT ({column} - {int(lo)}) / {int(width)} AS seg, count(*) AS n FROM {self._quoted} GROUP BY 1")
+            return cur.fetch_arrow_table()
+
+    def keys_in_segments(self, lo: int, width: int, segments: list[int]) -> pa.Table:
+        """The keys of the given segments."""
+        column = identifier(self.keys[0], "postgres")
+        with self._connect() as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT {self._catalog._select(self._stored.field(self.keys[0]))} FROM {self._quoted} "
+                        f"WHERE ({column} - {int(lo)}) / {int(width)} = ANY('{{{','.join(str(int(s)) for s in segments)}}}'::bigint[])")
+            stored = pa.schema([self._stored.field(self.keys[0])])
+            data = pa.Table.from_batches([conform(b, stored) for b in cur.fetch_arrow_table().to_batches()], schema=stored)
+            return table_from_storage(data, pa.schema([self.schema.field(self.keys[0])]))
+
     def all_keys(self) -> pa.Table:
         """Every row's key columns."""
         with self._connect() as conn, conn.cursor() as cur:
-            keys = ", ".join(PostgresSource(self.location)._select(self._stored.field(k)) for k in self.keys)
+            keys = ", ".join(self._catalog._select(self._stored.field(k)) for k in self.keys)
             cur.execute(f"SELECT {keys} FROM {self._quoted}")
             stored = pa.schema([self._stored.field(k) for k in self.keys])
             data = pa.Table.from_batches([conform(b, stored) for b in cur.fetch_arrow_table().to_batches()], schema=stored)

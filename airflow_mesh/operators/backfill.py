@@ -53,7 +53,8 @@ class _BackfillOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("source_conn_id", "table", "target_conn_id", "target_name", "key", "mode",
                                       "cursor_column", "cursor_after", "where", "range_size", "parallelism",
-                                      "dry_run", "value_format", "schema_registry_conn_id", "cast", "exclude")
+                                      "dry_run", "value_format", "schema_registry_conn_id", "cast", "exclude",
+                                      "cursor_lag", "deep")
     ui_color = "#fdf3e7"
 
     def __init__(self, *, source_conn_id: str, table: str, target_conn_id: str, target_name: str,
@@ -61,8 +62,11 @@ class _BackfillOperator(BaseOperator):
                  cursor_after: str | None = None, where: str | None = None, range_size: int = 250_000,
                  parallelism: int = 2, dry_run: bool = False, value_format: str | None = None,
                  schema_registry_conn_id: str | None = None, cast: dict[str, str] | list[str] | None = None,
-                 exclude: list[str] | None = None, **kwargs: Any) -> None:
+                 exclude: list[str] | None = None, cursor_lag: float = 0.0, deep: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.cursor_lag = cursor_lag
+        self.deep = deep
         self.cast = cast
         self.exclude = exclude
         self.value_format = value_format
@@ -85,7 +89,8 @@ class _BackfillOperator(BaseOperator):
                                cursor_column=self.cursor_column or None, cursor_after=self.cursor_after or None,
                                where=self.where or None, range_size=int(self.range_size),
                                parallelism=int(self.parallelism), dry_run=self._as_bool(self.dry_run),
-                               casts=parse_casts(self.cast), exclude=self._names(self.exclude))
+                               casts=parse_casts(self.cast), exclude=self._names(self.exclude),
+                               cursor_lag=float(self.cursor_lag or 0), deep=self._as_bool(self.deep))
 
     @staticmethod
     def _names(value: Any) -> list[str]:
@@ -133,8 +138,11 @@ class BackfillOperator(_BackfillOperator):
         table: The source table.
         target_conn_id: A ``postgres``, ``iceberg``, ``elasticsearch`` or ``kafka`` connection.
         target_name: The target table, index or topic.
-        key, mode, cursor_column, cursor_after, where, range_size, parallelism, dry_run: see
-            ``airflow_mesh.backfill.plan.BackfillRequest``.
+        mode: ``full`` (every row), ``incremental`` (the rows at or past the stream's mark by
+            ``cursor_column``: it does not see deletes, nor updates that leave the cursor alone) or
+            ``sync`` (compare both sides and repair what differs, deletes included).
+        key, cursor_column, cursor_after, where, range_size, parallelism, dry_run, cursor_lag, deep:
+            see ``airflow_mesh.backfill.plan.BackfillRequest``.
         cast: Column overrides, ``{"amount": "numeric(38,20)"}`` or ``["amount=numeric(38,20)"]``:
             the source selects ``CAST(amount AS numeric(38,20))`` (a value it would change fails the
             run, naming the column). None or empty: none.
@@ -248,9 +256,17 @@ class BackfillRangeOperator(_BackfillOperator):
 
     def _move(self, source, target, the_plan, request: BackfillRequest, key_range: KeyRange,
               progress: engine.Progress) -> dict[str, Any]:
-        """Stage (Iceberg, full copy: streamed batch by batch into a file) or write one range."""
+        """Stage (Iceberg, full copy: streamed batch by batch into a file), write, or (sync) compare
+        and repair one range."""
         staged = None
-        if isinstance(target, IcebergTarget) and request.mode is Mode.FULL:
+        if request.mode is Mode.SYNC:
+            from airflow_mesh.backfill import sync
+
+            (rows, checksum), found = sync.compare_range(source, target, request, the_plan, key_range, progress)
+            if found is not None:
+                self.log.info("Sync: %s", found.describe())
+                sync.apply_changes(target, key_range, found)
+        elif isinstance(target, IcebergTarget) and request.mode is Mode.FULL:
             staged, (rows, checksum) = engine.stage_range(source, target, the_plan, request, key_range,
                                                           on_rows=progress.add)
         else:
