@@ -41,6 +41,10 @@ class CheckpointStore:
             # The source's view (Snapshot.version) the target last equalled, per stream: set by a
             # verified full copy or sync; a sync from it reads only the rows changed since.
             db.execute("CREATE TABLE IF NOT EXISTS baselines (stream TEXT PRIMARY KEY, version TEXT, at REAL)")
+            # How many keys each segment of an integer key held in that view (Arrow IPC of seg, n):
+            # a sync from the baseline then counts only the source's side.
+            db.execute("CREATE TABLE IF NOT EXISTS baseline_counts (stream TEXT PRIMARY KEY, lo INTEGER, "
+                       "width INTEGER, counts BLOB)")
             # The open run of a job: its cursor bounds, fixed at its first attempt, and how many attempts.
             db.execute("CREATE TABLE IF NOT EXISTS runs (job TEXT PRIMARY KEY, started_at REAL, cursor_after TEXT, "
                        "mark TEXT, attempts INTEGER)")
@@ -108,12 +112,28 @@ class CheckpointStore:
         return row[0] if row else None
 
     def set_baseline(self, stream: str, version: str | None) -> None:
-        """Record (None: forget) the view the stream's target now equals."""
+        """Record (None: forget) the view the stream's target now equals (its segment counts, if any
+        were kept, are of an older view: they go)."""
         with self._connect() as db:
+            db.execute("DELETE FROM baseline_counts WHERE stream = ?", (stream,))
             if version is None:
                 db.execute("DELETE FROM baselines WHERE stream = ?", (stream,))
             else:
                 db.execute("INSERT OR REPLACE INTO baselines VALUES (?, ?, ?)", (stream, version, time.time()))
+
+    def baseline_counts(self, stream: str) -> tuple[int, int, bytes] | None:
+        """``(lo, width, counts)`` kept with the stream's baseline (see ``set_baseline_counts``)."""
+        with self._connect() as db:
+            row = db.execute("SELECT lo, width, counts FROM baseline_counts WHERE stream = ?", (stream,)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def set_baseline_counts(self, stream: str, counts: tuple[int, int, bytes] | None) -> None:
+        """Keep (None: forget) the segment counts of the stream's baseline."""
+        with self._connect() as db:
+            if counts is None:
+                db.execute("DELETE FROM baseline_counts WHERE stream = ?", (stream,))
+            else:
+                db.execute("INSERT OR REPLACE INTO baseline_counts VALUES (?, ?, ?, ?)", (stream, *counts))
 
     def open_run(self, job: str) -> OpenRun | None:
         """The job's run that has not completed, or None."""

@@ -322,9 +322,16 @@ def run(source: Source, target: Target, request: BackfillRequest, checkpoints: C
             return summary
         this_run = checkpoints.begin_run(job, request.cursor_after, proved)
         _copy(source, target, request, the_plan, checkpoints, summary, on_progress, verify, on_verify)
+        baseline = None
+        if not incremental and summary.verified and view.version is not None:
+            from airflow_mesh.backfill.sync import counted  # what a sync from this baseline compares with
+
+            baseline = counted(source, the_plan, request)
     checkpoints.complete_run(job)
     if not incremental and summary.verified:  # a verified full copy: the target equals this view
         checkpoints.set_baseline(stream, view.version)
+        if baseline is not None:
+            checkpoints.set_baseline_counts(stream, baseline)
     summary.cursor_max = this_run.mark
     if this_run.mark is not None and (incremental or cursor is None):
         checkpoints.set_watermark(key if incremental else marks.mark_key(stream), this_run.mark)

@@ -151,10 +151,11 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
         changed_since = getattr(source, "changed_since", None)
         since = changed_since(the_plan.info, the_plan.keys, request, baseline) \
             if baseline is not None and changed_since is not None else None
-        found = None
+        found = keep = None
         if since is not None:
             try:
-                found = _since(source, target, the_plan, request, since, verify, progress_to=on_progress)
+                found, keep = _since(source, target, the_plan, request, since, verify, progress_to=on_progress,
+                                     kept=checkpoints.baseline_counts(stream))
                 summary.compared = "the rows changed since the last verified run (row versions), and the keys"
             except TooManyChanges as exc:
                 log.info("sync: %s rows changed since the last verified run: every range is compared instead", exc)
@@ -164,6 +165,8 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
             summary.compared = "every range of both sides (checksums, then row by row where they differ)"
             diffs = _every_range(source, target, request, the_plan, checkpoints, job, write, verify, on_progress,
                                  on_verify)
+            if write and view.version is not None:
+                keep = counted(source, the_plan, request)  # what the next sync, from this baseline, compares with
     summary.rows = the_plan.rows
     summary.ranges_differing = len(diffs)
     summary.inserted = sum(d.missing for d in diffs)
@@ -178,6 +181,8 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
     checkpoints.complete_run(job)
     summary.verified = verify
     checkpoints.set_baseline(stream, view.version)  # the target now equals this view of the source
+    if keep is not None:
+        checkpoints.set_baseline_counts(stream, keep)
     if this_run is not None and this_run.mark is not None:
         summary.cursor_max = this_run.mark
         checkpoints.set_watermark(marks.mark_key(stream), this_run.mark)
@@ -259,6 +264,33 @@ class TooManyChanges(Exception):
     """More rows changed since the baseline than a sync from it holds in memory."""
 
 
+def segments(the_plan: Plan) -> tuple[int, int] | None:
+    """``(lo, width)`` of the small segments an integer key is counted in (about ``SEGMENT_ROWS``
+    keys each), or None for any other key."""
+    keys = the_plan.keys
+    if len(keys) != 1 or not pa.types.is_integer(the_plan.info.schema.field(keys[0]).type) or not the_plan.ranges:
+        return None
+    first, last = the_plan.ranges[0].lo, the_plan.ranges[-1].hi
+    if not isinstance(first, int) or not isinstance(last, int):
+        return None
+    return first, max(1, (last - first) * SEGMENT_ROWS // max(1, the_plan.rows))
+
+
+def counted(source: Source, the_plan: Plan, request: BackfillRequest,
+            lo_width: tuple[int, int] | None = None) -> tuple[int, int, bytes] | None:
+    """The source's segment counts in the run's view, as a baseline keeps them (``lo``, ``width``,
+    Arrow IPC), or None when the key is not one integer column or the source cannot count."""
+    lo_width = lo_width or segments(the_plan)
+    if lo_width is None or not hasattr(source, "segment_counts"):
+        return None
+    with at("source", source.name, "counting the keys of each segment"):
+        table = source.segment_counts(the_plan.info, the_plan.keys[0], request, *lo_width).select(["seg", "n"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return (*lo_width, sink.getvalue().to_pybytes())
+
+
 def _segment_counts(keys: pa.Array | pa.ChunkedArray, lo: int, width: int) -> pl.DataFrame:
     """``seg, n``: how many of an integer key's values fall in each segment ``[lo + seg*width, ...)``."""
     frame = pl.from_arrow(pa.table({"k": keys}))
@@ -289,7 +321,8 @@ def _deleted(source: Source, target: Target, the_plan: Plan, request: BackfillRe
 
 
 def _since(source: Source, target: Target, the_plan: Plan, request: BackfillRequest, changed: Any, verify: bool,
-           progress_to: Callable[[int, int], None] | None = None) -> RangeDiff:
+           progress_to: Callable[[int, int], None] | None = None,
+           kept: tuple[int, int, bytes] | None = None) -> tuple[RangeDiff, tuple[int, int, bytes] | None]:
     """A sync from the baseline: the rows the source says changed since (inserts and updates, silent
     ones too) are upserted, and the keys the target holds but the source no longer has (deletes) are
     deleted, a chunk at a time, each chunk read back by key.
@@ -299,9 +332,13 @@ def _since(source: Source, target: Target, the_plan: Plan, request: BackfillRequ
     cannot be explained by the new keys are compared key by key; for any other key, every key of
     both sides is compared.
 
+    The target's counts are the baseline's, when the last sync kept them (``kept``: ``lo``, ``width``
+    and the counts as Arrow IPC): a key the target gained since (an incremental run's insert) only
+    makes its segment compared, never hides a delete.
+
     Returns:
-        What was repaired: ``missing`` the new keys, ``different`` the changed rows the target had,
-        ``extra`` the deleted keys.
+        What was repaired (``missing`` the new keys, ``different`` the changed rows the target had,
+        ``extra`` the deleted keys), and the source's segment counts to keep with the new baseline.
 
     Raises:
         TooManyChanges: more than ``SINCE_MAX_ROWS`` rows changed (the caller compares every range).
@@ -312,20 +349,21 @@ def _since(source: Source, target: Target, the_plan: Plan, request: BackfillRequ
 
     keys = the_plan.keys
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="keys")
-    integral = (len(keys) == 1 and pa.types.is_integer(the_plan.info.schema.field(keys[0]).type)
-                and the_plan.ranges and hasattr(source, "segment_counts") and hasattr(target, "segment_counts"))
+    planned = segments(the_plan)
+    integral = planned is not None and hasattr(source, "segment_counts") and (
+        kept is not None or hasattr(target, "segment_counts"))
     lo = width = 0
     counts = whole = None
     if integral:
-        lo = int(the_plan.ranges[0].lo) if the_plan.ranges[0].lo is not None else 0
-        span = max(1, int(the_plan.ranges[-1].hi) - lo)
-        width = max(1, span * SEGMENT_ROWS // max(1, the_plan.rows))
+        lo, width = (kept[0], kept[1]) if kept is not None else planned
 
         def source_counts() -> pa.Table:
             with at("source", source.name, "counting the keys of each segment"):
                 return source.segment_counts(the_plan.info, keys[0], request, lo, width)
 
         def target_counts() -> pa.Table:
+            if kept is not None:
+                return pa.ipc.open_stream(kept[2]).read_all()
             with at("target", target.name, "counting the keys of each segment"):
                 return target.segment_counts(lo, width)
 
@@ -376,4 +414,11 @@ def _since(source: Source, target: Target, the_plan: Plan, request: BackfillRequ
     found = RangeDiff("since the last verified run", new_keys.num_rows, upserts.num_rows - new_keys.num_rows,
                       deletes.num_rows, upserts.slice(0, 0), deletes.slice(0, 0))
     log.info("sync: %s", found.describe())
-    return found
+    keep = None
+    if counts is not None:
+        sink = pa.BufferOutputStream()
+        source_counts_now = counts[0].result().select(["seg", "n"])
+        with pa.ipc.new_stream(sink, source_counts_now.schema) as writer:
+            writer.write_table(source_counts_now)
+        keep = (lo, width, sink.getvalue().to_pybytes())
+    return found, keep
