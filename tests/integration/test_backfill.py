@@ -61,8 +61,9 @@ def whole(target_or_source_table: pa.Table, key: str) -> pa.Table:
 def copy_and_compare(source, target, request, checkpoints):
     summary = engine.run(source, target, request, checkpoints)
     assert summary.verified and summary.rows == ROWS
-    # Cut from the database's row estimate when it has one (InnoDB's is rough): about 4 ranges.
-    assert summary.ranges == len(checkpoints.saved_plan(summary.job)[0]) and 3 <= summary.ranges <= 6
+    # Cut from the database's row estimate when it has one (InnoDB's is rough): about 4 ranges; the
+    # completed run's plan is not kept (the next run is a new one).
+    assert 3 <= summary.ranges <= 6 and checkpoints.saved_plan(summary.job) is None
     plan = engine.plan(source, target, request)
     everything = KeyRange(plan.ranges[0].lo, plan.ranges[-1].hi)
     expected = whole(engine.read_range(source, plan, request, everything), plan.key)
@@ -139,7 +140,7 @@ def test_verification_names_the_range_that_differs(pg_table, tmp_path, postgres_
     engine.run(source, target, request, CheckpointStore(tmp_path / "cp.sqlite"))
     with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
         conn.execute(f"UPDATE {pg_table}_copy SET amount = amount + 0.01 WHERE id = 12345")
-    with pytest.raises(VerificationError, match=r"range 10001-15001: source has 5000 rows .* target 5000 rows"):
+    with pytest.raises(VerificationError, match=r"range 10001-15001: 0 rows missing from the target, 1 differ, 0 extra"):
         engine.verify(source, target, request)
 
 
@@ -170,24 +171,38 @@ def test_bad_input_fails_before_writing(pg_table, postgres_conninfo, tmp_path):
 
 def test_resume_keeps_the_first_plan_and_extends_it_to_new_keys(pg_table, iceberg_catalog, tmp_path,
                                                                  postgres_conninfo):
-    """The plan is cut from PostgreSQL's row estimate (no count) and saved; a later run of the same
-    job, after rows were added and the statistics changed, moves only a new range for the new keys."""
+    """The plan is cut from PostgreSQL's row estimate (no count) and saved with the run; the run is
+    killed, rows are added and the statistics change, and the resumed run moves its saved ranges
+    (the done ones skipped) plus ranges for the new keys."""
     with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
         conn.execute(f"ANALYZE {pg_table}")
-    source, target = make_source(conn_fields("postgres_mesh")), make_target(iceberg_catalog, "mesh.grown")
-    request = BackfillRequest(table=pg_table, range_size=ROWS // 4)
-    checkpoints = CheckpointStore(tmp_path / "cp.sqlite")
-    first = engine.run(source, target, request, checkpoints)
-    assert first.ranges == 4 and first.rows == ROWS and first.verified
-    saved_ranges, _ = checkpoints.saved_plan(first.job)
+    checkpoints = tmp_path / "cp.sqlite"
+    c = json.loads(os.environ["AIRFLOW_CONN_POSTGRES_MESH"])
+    args = [sys.executable, "-m", "airflow_mesh.backfill",
+            "--source", f"postgresql://{c['login']}:{c['password']}@{c['host']}:{c['port']}/{c['schema']}",
+            "--table", pg_table, "--target", "iceberg://?extra=" + json.dumps(iceberg_catalog.extra),
+            "--target-name", "mesh.grown", "--range-size", "500", "--parallelism", "1", "--checkpoints", str(checkpoints)]
+    run = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if checkpoints.exists() and sqlite3.connect(checkpoints).execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'done_ranges'").fetchone()[0] and \
+                sqlite3.connect(checkpoints).execute("SELECT count(*) FROM done_ranges").fetchone()[0] >= 5:
+            break
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    store = CheckpointStore(checkpoints)
+    job = sqlite3.connect(checkpoints).execute("SELECT job FROM plans").fetchone()[0]
+    saved_ranges, _ = store.saved_plan(job)
+    assert len(saved_ranges) == 40 and 5 <= len(store.done(job)) < 40
 
     with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
         conn.execute(f"INSERT INTO {pg_table} (id, status) SELECT g, 'late' FROM generate_series({ROWS + 1}, {ROWS + 2000}) g")
         conn.execute(f"ANALYZE {pg_table}")
-    second = engine.run(source, target, request, checkpoints)
-    assert second.job == first.job
-    assert second.ranges == 5 and second.ranges_skipped == 4  # the four done ranges stay done
-    assert second.rows == ROWS + 2000 and second.verified
-    assert checkpoints.saved_plan(first.job)[0] == saved_ranges  # the saved plan is not re-cut
+    resumed = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+    assert resumed["job"] == job and resumed["ranges"] == 44  # the 40 saved ranges, 4 more for the new keys
+    assert resumed["ranges_skipped"] >= 5 and resumed["rows"] == ROWS + 2000 and resumed["verified"]
+    assert store.saved_plan(job) is None  # the run completed: its plan goes with it
     ids = make_source(iceberg_catalog).catalog.load_table("mesh.grown").scan(selected_fields=("id",)).to_arrow()["id"]
     assert len(ids) == ROWS + 2000 and len(set(ids.to_pylist())) == ROWS + 2000

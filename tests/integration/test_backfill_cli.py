@@ -150,8 +150,11 @@ def test_a_dropped_target_is_detected_and_restart_copies_everything_again(pg_tab
 
     checkpoints = tmp_path / "cp.sqlite"
     args = _command(_uri("postgres_mesh"), pg_table, _iceberg(tmp_path), "mesh.dropped", checkpoints,
-                    "--range-size", "5000")
-    assert json.loads(backfill(*args).stdout)["verified"]
+                    "--range-size", "250", "--parallelism", "1")
+    run = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_done_ranges(checkpoints, 5, run)
+    run.send_signal(signal.SIGKILL)  # the run stays open, 5+ ranges done
+    run.wait()
     catalog = load_catalog("default", type="sql", uri=f"sqlite:///{tmp_path}/catalog.db",
                            warehouse=f"file://{tmp_path}/warehouse")
     catalog.drop_table("mesh.dropped")
