@@ -538,6 +538,8 @@ class PostgresTarget:
                                      or keys.schema.field(k).type) for k in self.keys])
         cur.adbc_ingest(staged.strip('"'), table_to_storage(keys.select(list(self.keys)), stored), mode="create",
                         temporary=True)
+        # Its statistics, so the planner matches a few keys through the table's index, not by a scan.
+        cur.execute(f"ANALYZE {staged}")
         return staged, " AND ".join(f"t.{identifier(k, 'postgres')} = s.{identifier(k, 'postgres')}" for k in self.keys)
 
     def _delete_keys(self, cur: Any, keys: pa.Table) -> None:
