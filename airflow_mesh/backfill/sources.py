@@ -451,11 +451,10 @@ class _SqlSource:
 
     def keys_in_segments(self, info: TableInfo, key: str, request: BackfillRequest, lo: int, width: int,
                          segments: list[int]) -> pa.Table:
-        """The selected rows' keys in the given segments (see ``segment_counts``)."""
-        column = self._ident(key)
+        """The selected rows' keys in the given segments (see ``segment_counts``): one index range
+        scan per run of adjacent segments."""
         unbounded = request.model_copy(update={"cursor_after": None})
-        divide = "DIV" if self.dialect == "mysql" else "/"
-        inside = f"({column} - {int(lo)}) {divide} {int(width)} IN ({', '.join(str(int(s)) for s in segments)})"
+        inside = segment_ranges(self._ident(key), lo, width, segments)
         batches = list(self._stream(f"SELECT {self._select(info.schema.field(key))} FROM {self._table(info)}"
                                     + self._where(info, (key,), unbounded, None, inside)))
         schema = pa.schema([info.schema.field(key)])
@@ -488,6 +487,19 @@ class _SqlSource:
         for batch in self._stream(f"SELECT {columns} FROM {self._table(info)}"
                                   + self._where(info, keys, request, key_range)):
             yield _cast(batch, info.schema)
+
+
+def segment_ranges(column: str, lo: int, width: int, segments: list[int]) -> str:
+    """An SQL condition true for the keys of the given segments, as key ranges (adjacent segments
+    merged) that an index answers: ``(k >= 64 AND k < 192) OR (...)``."""
+    spans: list[list[int]] = []
+    for segment in sorted(set(int(s) for s in segments)):
+        if spans and spans[-1][1] == segment:
+            spans[-1][1] = segment + 1
+        else:
+            spans.append([segment, segment + 1])
+    return "(" + " OR ".join(f"({column} >= {lo + a * width} AND {column} < {lo + b * width})"
+                             for a, b in spans) + ")"
 
 
 def _key_tuples(table: pa.Table, keys: tuple[str, ...]) -> list[tuple[Any, ...]]:

@@ -53,3 +53,9 @@ def test_applying_a_diff_makes_the_target_equal_to_the_source(source, target):
 def test_segments_count_keys_from_their_low_bound():
     counts = _segment_counts(pa.array([10, 11, 74, 75, 200], pa.int64()), lo=10, width=64)
     assert sorted(counts.rows()) == [(0, 2), (1, 2), (2, 1)]  # 10 and 11; 74 and 75; 200
+
+
+def test_segments_become_key_ranges_an_index_answers():
+    from airflow_mesh.backfill.sources import segment_ranges
+
+    assert segment_ranges('"id"', 10, 64, [3, 1, 2, 7]) == '(("id" >= 74 AND "id" < 266) OR ("id" >= 458 AND "id" < 522))'
