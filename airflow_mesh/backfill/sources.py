@@ -452,13 +452,22 @@ class _SqlSource:
     def keys_in_segments(self, info: TableInfo, key: str, request: BackfillRequest, lo: int, width: int,
                          segments: list[int]) -> pa.Table:
         """The selected rows' keys in the given segments (see ``segment_counts``): one index range
-        scan per run of adjacent segments."""
+        scan per run of adjacent segments (PostgreSQL: a join with the ranges; MariaDB: their OR,
+        which its range optimizer turns into index ranges)."""
         unbounded = request.model_copy(update={"cursor_after": None})
-        inside = segment_ranges(self._ident(key), lo, width, segments)
-        batches = list(self._stream(f"SELECT {self._select(info.schema.field(key))} FROM {self._table(info)}"
-                                    + self._where(info, (key,), unbounded, None, inside)))
+        column, table = self._ident(key), self._table(info)
+        if self.dialect == "postgres":
+            spans = merged_segments(lo, width, segments)
+            lows = ",".join(str(a) for a, _ in spans)
+            highs = ",".join(str(b) for _, b in spans)
+            source = (f"unnest('{{{lows}}}'::bigint[], '{{{highs}}}'::bigint[]) AS mesh_ranges(mesh_lo, mesh_hi) "
+                      f"JOIN {table} ON {column} >= mesh_lo AND {column} < mesh_hi")
+            sql = f"SELECT {self._select(info.schema.field(key))} FROM {source}" + self._where(info, (key,), unbounded, None)
+        else:
+            sql = (f"SELECT {self._select(info.schema.field(key))} FROM {table}"
+                   + self._where(info, (key,), unbounded, None, segment_ranges(column, lo, width, segments)))
         schema = pa.schema([info.schema.field(key)])
-        return pa.Table.from_batches([_cast(b, schema) for b in batches], schema=schema)
+        return pa.Table.from_batches([_cast(b, schema) for b in self._stream(sql)], schema=schema)
 
     def cursor_max(self, info: TableInfo, column: str, request: BackfillRequest) -> Any:
         """The largest value of a cursor column among the rows the request's filter selects."""
@@ -489,17 +498,22 @@ class _SqlSource:
             yield _cast(batch, info.schema)
 
 
-def segment_ranges(column: str, lo: int, width: int, segments: list[int]) -> str:
-    """An SQL condition true for the keys of the given segments, as key ranges (adjacent segments
-    merged) that an index answers: ``(k >= 64 AND k < 192) OR (...)``."""
+def merged_segments(lo: int, width: int, segments: list[int]) -> list[tuple[int, int]]:
+    """The key ranges ``[a, b)`` of the given segments, adjacent ones merged."""
     spans: list[list[int]] = []
     for segment in sorted(set(int(s) for s in segments)):
         if spans and spans[-1][1] == segment:
             spans[-1][1] = segment + 1
         else:
             spans.append([segment, segment + 1])
-    return "(" + " OR ".join(f"({column} >= {lo + a * width} AND {column} < {lo + b * width})"
-                             for a, b in spans) + ")"
+    return [(lo + a * width, lo + b * width) for a, b in spans]
+
+
+def segment_ranges(column: str, lo: int, width: int, segments: list[int]) -> str:
+    """An SQL condition true for the keys of the given segments, as key ranges (adjacent segments
+    merged): ``(k >= 64 AND k < 192) OR (...)``."""
+    return "(" + " OR ".join(f"({column} >= {a} AND {column} < {b})"
+                             for a, b in merged_segments(lo, width, segments)) + ")"
 
 
 def _key_tuples(table: pa.Table, keys: tuple[str, ...]) -> list[tuple[Any, ...]]:

@@ -24,7 +24,7 @@ from airflow_mesh.backfill.convert import conform, from_storage, plain_type, tab
 from airflow_mesh.backfill.errors import (PlanError, TargetSchemaError, TargetWriteError, TypeMappingError,
                                           UnrepresentableValueError)
 from airflow_mesh.backfill.keys import KeyRange, json_value, merged, range_condition
-from airflow_mesh.backfill.sources import DatabaseLocation, PostgresSource, iceberg_filter, segment_ranges
+from airflow_mesh.backfill.sources import DatabaseLocation, PostgresSource, iceberg_filter, merged_segments
 from airflow_mesh.backfill.sqltext import identifier, range_predicate, table_name
 from airflow_mesh.backfill.types import (UnboundedNumericError, elasticsearch_mapping, holds, iceberg_type,
                                          json_storage_type, postgres_ddl_type, postgres_storage_type, type_problems)
@@ -573,8 +573,11 @@ class PostgresTarget:
         """The keys of the given segments."""
         column = identifier(self.keys[0], "postgres")
         with self._connect() as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT {self._catalog._select(self._stored.field(self.keys[0]))} FROM {self._quoted} "
-                        f"WHERE {segment_ranges(column, lo, width, segments)}")
+            spans = merged_segments(lo, width, segments)  # a join with the ranges: index range scans
+            lows, highs = ",".join(str(a) for a, _ in spans), ",".join(str(b) for _, b in spans)
+            cur.execute(f"SELECT {self._catalog._select(self._stored.field(self.keys[0]))} FROM "
+                        f"unnest('{{{lows}}}'::bigint[], '{{{highs}}}'::bigint[]) AS mesh_ranges(mesh_lo, mesh_hi) "
+                        f"JOIN {self._quoted} ON {column} >= mesh_lo AND {column} < mesh_hi")
             stored = pa.schema([self._stored.field(self.keys[0])])
             data = pa.Table.from_batches([conform(b, stored) for b in cur.fetch_arrow_table().to_batches()], schema=stored)
             return table_from_storage(data, pa.schema([self.schema.field(self.keys[0])]))
