@@ -149,7 +149,7 @@ def prepare_service_home() -> None:
 
 
 def check_reachable(services: list["Service"]) -> None:
-    """Before anything starts: each service that runs as another user can enter its folders and run its Java.
+    """Before anything starts (after the installs): each service that runs as another user can enter its folders and run its Java.
 
     Raises:
         StackError: One line naming the service, its user, the path and what to do.
@@ -1046,11 +1046,12 @@ def up(started_file: Path | None = None, only: list[str] | None = None) -> None:
     """
     services = selected(only)
     prepare_service_home()
-    check_reachable(services)
     db_password()  # made (or checked) before anything starts
-    # Installs first, so that services are not left waiting on downloads.
+    # Installs first, so that services are not left waiting on downloads; the users a service runs as
+    # (postgres, mysql) exist only once its Debian package is installed, so reachability is checked after.
     for service in services:
         service.install()
+    check_reachable(services)
     t0 = time.monotonic()
     for service in services:
         pid = service.pid()
