@@ -9,8 +9,18 @@ import requests
 from asgiref.sync import sync_to_async
 
 from airflow_mesh.hooks.forms import KAFKA_CONNECT
-from airflow_mesh.hooks.rest import RestApiHook
+from airflow_mesh.hooks.rest import RestApiError, RestApiHook, ServiceUnreachableError
 from airflow_mesh.http import DEFAULT_TIMEOUT
+
+__all__ = [
+    "ConnectorNotFoundError",
+    "KafkaConnectApiError",
+    "KafkaConnectError",
+    "KafkaConnectHook",
+    "ServiceUnreachableError",
+]
+
+SERVICE_NAME = "Kafka Connect"
 
 # 409: a rebalance is in progress or the worker knows no leader yet; 500: Connect timed out a request.
 RETRY_STATUSES = (409, 500, 502, 503, 504)
@@ -20,10 +30,11 @@ class KafkaConnectError(Exception):
     """Base class of the errors KafkaConnectHook raises."""
 
 
-class KafkaConnectApiError(KafkaConnectError):
-    """Kafka Connect's REST API answered with an error.
+class KafkaConnectApiError(KafkaConnectError, RestApiError):
+    """Kafka Connect's REST API answered with an error (a RestApiError whose ``service`` is Kafka Connect).
 
     Attributes:
+        service: ``Kafka Connect``.
         method: The HTTP method of the request.
         url: The URL of the request.
         status: The HTTP status code.
@@ -33,12 +44,8 @@ class KafkaConnectApiError(KafkaConnectError):
     """
 
     def __init__(self, method: str, url: str, status: int, message: str, error_code: int | None = None) -> None:
-        self.method = method
-        self.url = url
-        self.status = status
         self.error_code = error_code
-        self.message = message
-        super().__init__(f"Kafka Connect {method} {url} returned {status}: {message}")
+        RestApiError.__init__(self, SERVICE_NAME, method, url, status, message)
 
     @classmethod
     def from_response(cls, response: requests.Response) -> KafkaConnectApiError:
@@ -47,6 +54,12 @@ class KafkaConnectApiError(KafkaConnectError):
         A 404 is a ConnectorNotFoundError only when Connect's own error body says so: a worker that
         is still starting answers every path with Jetty's HTML 404 page, which proves nothing about
         the connector.
+
+        Args:
+            response: The error answer.
+
+        Returns:
+            A ConnectorNotFoundError or a KafkaConnectApiError carrying Connect's message.
         """
         try:
             body = response.json()
@@ -58,7 +71,16 @@ class KafkaConnectApiError(KafkaConnectError):
             error_code, message = None, response.text.strip() or response.reason
         not_found = response.status_code == 404 and error_code is not None
         error_class = ConnectorNotFoundError if not_found else cls
-        return error_class(response.request.method, response.url, response.status_code, message, error_code)
+        return error_class(str(response.request.method), response.url, response.status_code, message, error_code)
+
+    @property
+    def worker_not_ready(self) -> bool:
+        """Whether the answer says the worker cannot serve the request yet, not that the request is wrong.
+
+        True for 409 (rebalance, no leader), 5xx, and a 404 without Connect's error body (Jetty's
+        page while the worker is starting).
+        """
+        return self.status == 409 or self.status >= 500 or (self.status == 404 and self.error_code is None)
 
 
 class ConnectorNotFoundError(KafkaConnectApiError):
@@ -76,25 +98,47 @@ class KafkaConnectHook(RestApiHook):
     The connection locates any worker of the cluster (a distributed worker forwards writes to the
     leader), with basic auth and TLS settings as RestApiHook describes; the port defaults to 8083.
 
-    Every call retries, with backoff, connection errors, 409 (rebalance in progress), 500 (Connect's
-    request timeout) and 502/503/504, then raises the last error.
+    Every call retries, with backoff, failed connections, read timeouts of idempotent calls, 409
+    (rebalance in progress), 500 (Connect's request timeout) and 502/503/504, and ends within its
+    deadline (RestApiHook; 65 s with the defaults), raising the last error: ServiceUnreachableError
+    when there was no answer, a KafkaConnectApiError with Connect's message otherwise. Waiters
+    (sensors, triggers) build it with ``for_polling`` instead: a few seconds per call.
 
     Args:
         kafka_connect_conn_id: The Airflow connection to use.
-        timeout: Seconds to wait for each HTTP answer.
-        retries: Retries (with backoff) on connection errors and the statuses above.
+        timeout: Seconds to wait for an answer once connected.
+        retries: Attempts after the first.
+        connect_timeout: Seconds to wait for a connection (default 5, at most ``timeout``).
+        deadline: Seconds one call may take in all (default ``2 * timeout + connect_timeout``).
     """
 
     conn_name_attr = "kafka_connect_conn_id"
     default_conn_name = "kafka_connect_default"
     conn_type = "kafka_connect"
     hook_name = KAFKA_CONNECT.hook_name
+    service_name = SERVICE_NAME
     default_port = 8083
     retry_statuses = RETRY_STATUSES
 
     def __init__(self, kafka_connect_conn_id: str = default_conn_name, timeout: float = DEFAULT_TIMEOUT,
-                 retries: int = 5) -> None:
-        super().__init__(kafka_connect_conn_id, timeout, retries)
+                 retries: int = 5, *, connect_timeout: float | None = None, deadline: float | None = None) -> None:
+        super().__init__(kafka_connect_conn_id, timeout, retries, connect_timeout=connect_timeout, deadline=deadline)
+
+    @classmethod
+    def for_polling(cls, kafka_connect_conn_id: str = default_conn_name, call_timeout: float = 5.0) -> KafkaConnectHook:
+        """A hook for a poll loop: one call takes at most ``call_timeout`` seconds, retries included.
+
+        The loop is the retry, so a call makes at most two attempts (connect timeout 2 s or less).
+
+        Args:
+            kafka_connect_conn_id: The Airflow connection to use.
+            call_timeout: Seconds one call may take in all.
+
+        Returns:
+            The hook.
+        """
+        return cls(kafka_connect_conn_id, timeout=call_timeout, retries=1,
+                   connect_timeout=min(2.0, call_timeout), deadline=call_timeout)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -112,7 +156,7 @@ class KafkaConnectHook(RestApiHook):
         """Check that the worker answers and report its version and Kafka cluster."""
         try:
             info = self.get_server_info()
-        except (KafkaConnectError, requests.RequestException) as exc:
+        except (RestApiError, requests.RequestException) as exc:
             return False, str(exc)
         return True, f"Kafka Connect {info.get('version')} on Kafka cluster {info.get('kafka_cluster_id')}"
 

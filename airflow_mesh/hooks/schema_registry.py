@@ -20,7 +20,7 @@ from airflow_mesh.contracts.avro_compat import CompatibilityLevel
 from airflow_mesh.contracts.registry_location import registry_url
 from airflow_mesh.contracts.repository import subject_name
 from airflow_mesh.hooks.forms import SCHEMA_REGISTRY
-from airflow_mesh.hooks.rest import RestApiHook
+from airflow_mesh.hooks.rest import RestApiError, RestApiHook, ServiceUnreachableError
 from airflow_mesh.http import DEFAULT_TIMEOUT
 
 __all__ = [
@@ -32,22 +32,25 @@ __all__ = [
     "SchemaRegistryApiError",
     "SchemaRegistryError",
     "SchemaRegistryHook",
+    "ServiceUnreachableError",
     "SubjectNotFoundError",
     "VersionNotFoundError",
     "subject_name",
 ]
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+SERVICE_NAME = "schema registry"
 
 
 class SchemaRegistryError(Exception):
     """Base class of the errors SchemaRegistryHook raises."""
 
 
-class SchemaRegistryApiError(SchemaRegistryError):
-    """The registry answered with an error.
+class SchemaRegistryApiError(SchemaRegistryError, RestApiError):
+    """The registry answered with an error (a RestApiError whose ``service`` is the schema registry).
 
     Attributes:
+        service: ``schema registry``.
         method: The HTTP method of the request.
         url: The URL of the request.
         status: The HTTP status code.
@@ -57,13 +60,10 @@ class SchemaRegistryApiError(SchemaRegistryError):
     """
 
     def __init__(self, method: str, url: str, status: int, message: str, error_code: int | None = None) -> None:
-        self.method = method
-        self.url = url
-        self.status = status
         self.error_code = error_code
-        self.message = message
         code = f" (error code {error_code})" if error_code is not None else ""
-        super().__init__(f"schema registry {method} {url} returned {status}{code}: {message}")
+        RestApiError.__init__(self, SERVICE_NAME, method, url, status, message,
+                              f"{SERVICE_NAME} {method} {url} returned {status}{code}: {message}")
 
     @classmethod
     def from_response(cls, response: requests.Response) -> SchemaRegistryApiError:
@@ -173,24 +173,30 @@ class SchemaRegistryHook(RestApiHook):
     describes; the port defaults to 8081). Extra ``api_path``: the path the API lives under, empty
     for Confluent's registry, ``/apis/ccompat/v7`` for Apicurio Registry 3.
 
-    Every call retries connection errors and 502/503/504 with backoff, then raises the last error as
-    a SchemaRegistryApiError subclass chosen by the registry's ``error_code``.
+    Every call retries failed connections, read timeouts of idempotent calls and 502/503/504 with
+    backoff, and ends within its deadline (RestApiHook; 65 s with the defaults), raising
+    ServiceUnreachableError when there was no answer, else a SchemaRegistryApiError subclass chosen
+    by the registry's ``error_code``.
 
     Args:
         schema_registry_conn_id: The Airflow connection to use.
-        timeout: Seconds to wait for each HTTP answer.
-        retries: Retries (with backoff) of connection errors and retried statuses.
+        timeout: Seconds to wait for an answer once connected.
+        retries: Attempts after the first.
+        connect_timeout: Seconds to wait for a connection (default 5, at most ``timeout``).
+        deadline: Seconds one call may take in all (default ``2 * timeout + connect_timeout``).
     """
 
     conn_name_attr = "schema_registry_conn_id"
     default_conn_name = "schema_registry_default"
     conn_type = "schema_registry"
     hook_name = SCHEMA_REGISTRY.hook_name
+    service_name = "Schema registry"
     default_port = 8081
 
     def __init__(self, schema_registry_conn_id: str = default_conn_name, timeout: float = DEFAULT_TIMEOUT,
-                 retries: int = 5) -> None:
-        super().__init__(schema_registry_conn_id, timeout, retries)
+                 retries: int = 5, *, connect_timeout: float | None = None, deadline: float | None = None) -> None:
+        super().__init__(schema_registry_conn_id, timeout, retries, connect_timeout=connect_timeout,
+                         deadline=deadline)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -239,7 +245,7 @@ class SchemaRegistryHook(RestApiHook):
         """Check that the registry answers, and report its global compatibility level."""
         try:
             level = self.get_compatibility_level()
-        except (SchemaRegistryError, requests.RequestException) as exc:
+        except (RestApiError, requests.RequestException) as exc:
             return False, str(exc)
         return True, f"Schema registry at {self.base_url} answers; global compatibility level {level.value}"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import socket
 import threading
@@ -16,14 +15,14 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_mesh.hooks import rest
 from airflow_mesh.hooks.kafka_connect import (
     ConnectorNotFoundError,
     KafkaConnectApiError,
     KafkaConnectError,
     KafkaConnectHook,
 )
-from airflow_mesh.http import retrying_session
+from airflow_mesh.hooks.rest import RestApiError, ServiceUnreachableError
+from airflow_mesh.http import CallPolicy
 
 CONN_ID = "kc_test"
 URL = "http://connect.test:8083"
@@ -32,8 +31,8 @@ PG = "io.debezium.connector.postgresql.PostgresConnector"
 
 @pytest.fixture(autouse=True)
 def tiny_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep urllib3's backoff between retries to milliseconds."""
-    monkeypatch.setattr(rest, "retrying_session", functools.partial(retrying_session, backoff_factor=0.005))
+    """Keep the pause between retries to milliseconds."""
+    monkeypatch.setattr(CallPolicy, "pause", lambda self, attempt: 0.005)
 
 
 @pytest.fixture
@@ -102,19 +101,34 @@ class TestConnection:
         with pytest.raises(ValueError, match="'key' needs a 'cert'"):
             KafkaConnectHook(CONN_ID).list_connectors()
 
-    def test_one_session_retrying_rebalances_and_server_errors(self, define_connection):
+    def test_one_session_and_a_policy_retrying_rebalances_and_server_errors(self, define_connection):
         define_connection(host="connect.test")
         hook = KafkaConnectHook(CONN_ID, retries=3)
         assert hook.session is hook.session
-        retry = hook.session.get_adapter(URL).max_retries
-        assert retry.total == 3
-        assert set(retry.status_forcelist) == {409, 500, 502, 503, 504}
+        assert hook.session.get_adapter(URL).max_retries.total == 0  # the hook's loop retries, not urllib3
+        assert hook.policy.retries == 3
+        assert set(hook.policy.retry_statuses) == {409, 500, 502, 503, 504}
 
-    def test_every_call_has_the_timeout(self, define_connection, requests_mock):
+    def test_every_call_has_a_connect_and_a_read_timeout(self, define_connection, requests_mock):
         define_connection(host="connect.test")
         requests_mock.get(f"{URL}/connectors", json=[])
         KafkaConnectHook(CONN_ID, timeout=7.5).list_connectors()
-        assert requests_mock.last_request.timeout == 7.5
+        assert requests_mock.last_request.timeout == (5.0, 7.5)
+
+    def test_the_deadline_defaults_to_two_read_timeouts_and_a_connect_timeout(self):
+        policy = KafkaConnectHook(timeout=10).policy
+        assert (policy.connect_timeout, policy.read_timeout, policy.deadline) == (5.0, 10, 25.0)
+
+    def test_a_polling_hook_is_bounded_to_a_few_seconds(self):
+        policy = KafkaConnectHook.for_polling(call_timeout=4).policy
+        assert (policy.connect_timeout, policy.read_timeout, policy.retries, policy.deadline) == (2.0, 4, 1, 4)
+
+    def test_errors_derive_from_the_one_rest_api_error(self):
+        assert issubclass(KafkaConnectApiError, RestApiError)
+        assert issubclass(ServiceUnreachableError, RestApiError)
+        assert issubclass(ServiceUnreachableError, requests.RequestException)
+        error = KafkaConnectApiError("GET", f"{URL}/connectors", 500, "boom")
+        assert (error.service, error.status, error.message) == ("Kafka Connect", 500, "boom")
 
     def test_default_connection_id(self):
         assert KafkaConnectHook().kafka_connect_conn_id == "kafka_connect_default"
@@ -394,13 +408,79 @@ class TestRetries:
         assert status == {"connector": {"state": "RUNNING"}}
         assert len(connect_server.seen) == 2
 
-    def test_a_refused_connection_raises_after_the_retries(self, define_connection):
-        with socket.socket() as probe:  # a port nobody listens on once the probe closes
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+    def test_a_refused_connection_raises_one_line_naming_service_and_url(self, define_connection):
+        port = closed_port()
         define_connection(host="127.0.0.1", port=port)
         hook = KafkaConnectHook(CONN_ID, retries=2)
         started = time.monotonic()
-        with pytest.raises(requests.ConnectionError, match="Max retries exceeded"):
-            hook.list_connectors()
-        assert time.monotonic() - started < 5
+        with pytest.raises(ServiceUnreachableError) as raised:
+            hook.get_connector_status("orders-cdc")
+        assert time.monotonic() - started < 2
+        assert str(raised.value) == (f"Kafka Connect at http://127.0.0.1:{port} is unreachable: connection refused "
+                                     f"(GET /connectors/orders-cdc/status; 3 attempts in {raised.value.elapsed:.1f}s)")
+        assert "\n" not in str(raised.value)
+        assert raised.value.attempts == 3
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 nobody listens on (a probe binds it, then closes)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def black_hole(define_connection) -> Iterator[int]:
+    """A real TCP socket that accepts connections (the kernel completes the handshake) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+        define_connection(host="127.0.0.1", port=port)
+        yield port
+
+
+class TestBounds:
+    """Each call ends within its deadline, whatever the server does; the message names service and URL."""
+
+    def test_a_refused_connection_with_many_retries_stops_at_the_deadline(self, define_connection, monkeypatch):
+        monkeypatch.setattr(CallPolicy, "pause", lambda self, attempt: 0.2)
+        define_connection(host="127.0.0.1", port=closed_port())
+        started = time.monotonic()
+        with pytest.raises(ServiceUnreachableError, match="connection refused"):
+            KafkaConnectHook(CONN_ID, retries=100, deadline=1.0).list_connectors()
+        assert 0.5 < time.monotonic() - started < 1.5
+
+    def test_a_server_that_never_answers_fails_within_the_polling_bound(self, black_hole):
+        hook = KafkaConnectHook.for_polling(CONN_ID, call_timeout=2.0)
+        started = time.monotonic()
+        with pytest.raises(ServiceUnreachableError) as raised:
+            hook.get_connector_status("orders-cdc")
+        elapsed = time.monotonic() - started
+        assert 1.5 < elapsed < 3.0
+        assert str(raised.value).startswith(f"Kafka Connect at http://127.0.0.1:{black_hole} is unreachable: "
+                                            "no answer within ")
+        assert "(GET /connectors/orders-cdc/status" in str(raised.value)
+
+    def test_read_timeouts_of_idempotent_calls_are_retried_within_the_deadline(self, black_hole):
+        hook = KafkaConnectHook(CONN_ID, timeout=0.5, retries=10, deadline=2.0)
+        started = time.monotonic()
+        with pytest.raises(ServiceUnreachableError) as raised:
+            hook.get_connector_status("orders-cdc")
+        assert time.monotonic() - started < 2.6
+        assert raised.value.attempts >= 2
+
+    def test_a_read_timeout_of_a_post_is_not_retried(self, black_hole):
+        hook = KafkaConnectHook(CONN_ID, timeout=0.5, retries=10, deadline=30.0)
+        started = time.monotonic()
+        with pytest.raises(ServiceUnreachableError, match="no answer within 0.5s") as raised:
+            hook.restart_connector("orders-cdc", include_tasks=True)
+        assert time.monotonic() - started < 1.5
+        assert raised.value.attempts == 1
+
+    def test_test_connection_reports_an_unreachable_worker(self, define_connection):
+        port = closed_port()
+        define_connection(host="127.0.0.1", port=port)
+        ok, message = KafkaConnectHook(CONN_ID, retries=0).test_connection()
+        assert not ok
+        assert message == f"Kafka Connect at http://127.0.0.1:{port} is unreachable: connection refused (GET /)"
