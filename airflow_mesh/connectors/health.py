@@ -34,9 +34,12 @@ class ConnectorHealth:
     task_states: dict[int, str]
     failed_tasks: list[FailedTask] = field(default_factory=list)
     connector_trace: str | None = None
+    unavailable: str | None = None  # why Connect could not tell (unreachable, starting, rebalancing)
 
     def summary(self) -> str:
-        """One line: the connector's state and each task's."""
+        """One line: the connector's state and each task's, or why Connect could not tell."""
+        if self.unavailable:
+            return f"connector {self.name} not yet healthy: {self.unavailable}"
         tasks = ", ".join(f"task {tid} {state}" for tid, state in sorted(self.task_states.items())) or "no tasks"
         return f"connector {self.name} is {self.connector_state} ({tasks})"
 
@@ -52,6 +55,19 @@ class ConnectorHealth:
 def not_yet_reported(name: str) -> ConnectorHealth:
     """The health of a connector that exists but has no status yet (just created, or rebalancing)."""
     return ConnectorHealth(name, Health.PENDING, "NOT YET REPORTED", {})
+
+
+def service_unavailable(name: str, reason: str) -> ConnectorHealth:
+    """The health of a connector whose Kafka Connect cannot tell now (unreachable, starting, rebalancing).
+
+    Args:
+        name: The connector's name.
+        reason: One line, e.g. ``Kafka Connect at http://127.0.0.1:8083 unreachable (connection refused)``.
+
+    Returns:
+        A PENDING health: a waiter keeps waiting (until its own timeout).
+    """
+    return ConnectorHealth(name, Health.PENDING, "UNKNOWN", {}, unavailable=reason)
 
 
 def assess(status: dict[str, Any]) -> ConnectorHealth:
@@ -94,20 +110,67 @@ class HealthWatch:
     """The state a waiter keeps between polls, and its decision for each observation.
 
     A task that fails while snapshotting reports RUNNING for a moment first, so "healthy" must hold
-    for ``healthy_for`` seconds of consecutive observations before the wait is over.
+    for ``healthy_for`` seconds of consecutive observations before the wait is over. Any other
+    observation (pending, unavailable, failed) starts that period again.
+
+    The state that must outlive one process (a sensor in reschedule mode pokes from a new process
+    each time) round-trips through ``to_state``/``from_state`` as JSON-able values; its times then
+    come from a wall clock, since a monotonic clock is per machine and boot.
 
     Args:
         max_restarts: How many times failed tasks may be restarted before the wait fails.
         healthy_for: Seconds the connector must stay healthy.
+        restarts_done: Restarts made so far.
+        healthy_since: When the connector was first seen healthy in the current healthy streak.
+        polls: Observations so far.
     """
 
     max_restarts: int = 0
     healthy_for: float = 0.0
     restarts_done: int = 0
     healthy_since: float | None = None
+    polls: int = 0
+
+    def to_state(self) -> dict[str, Any]:
+        """What ``from_state`` needs to continue this watch: JSON-able values.
+
+        Returns:
+            ``{"restarts_done", "healthy_since", "polls"}``.
+        """
+        return {"restarts_done": self.restarts_done, "healthy_since": self.healthy_since, "polls": self.polls}
+
+    @classmethod
+    def from_state(cls, max_restarts: int, healthy_for: float, state: dict[str, Any] | None) -> HealthWatch:
+        """A watch with these settings that continues from ``to_state``'s values (a fresh one for None).
+
+        Args:
+            max_restarts: How many times failed tasks may be restarted before the wait fails.
+            healthy_for: Seconds the connector must stay healthy.
+            state: What ``to_state`` returned, or None.
+
+        Returns:
+            The watch.
+        """
+        state = state or {}
+        return cls(max_restarts, healthy_for, int(state.get("restarts_done", 0)), state.get("healthy_since"),
+                   int(state.get("polls", 0)))
+
+    def healthy_seconds(self, now: float) -> float:
+        """Seconds of the current healthy streak (0 when not healthy)."""
+        return 0.0 if self.healthy_since is None else max(0.0, now - self.healthy_since)
 
     def observe(self, health: ConnectorHealth, now: float) -> Step:
-        """Record one observation (``now`` from a monotonic clock) and return the next step."""
+        """Record one observation and return the next step.
+
+        Args:
+            health: The assessed status.
+            now: The time in seconds, from the same clock for every observation of this watch.
+
+        Returns:
+            DONE once healthy for ``healthy_for`` seconds; RESTART for a failure within the restart
+            budget (counted here); FAIL for one beyond it; WAIT otherwise.
+        """
+        self.polls += 1
         if health.health is Health.HEALTHY:
             if self.healthy_since is None:
                 self.healthy_since = now

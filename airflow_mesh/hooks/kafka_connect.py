@@ -18,6 +18,7 @@ __all__ = [
     "KafkaConnectError",
     "KafkaConnectHook",
     "ServiceUnreachableError",
+    "unavailability",
 ]
 
 SERVICE_NAME = "Kafka Connect"
@@ -85,6 +86,26 @@ class KafkaConnectApiError(KafkaConnectError, RestApiError):
 
 class ConnectorNotFoundError(KafkaConnectApiError):
     """Kafka Connect answered 404 with its error body: it knows no connector (or task) by that name."""
+
+
+def unavailability(exc: BaseException) -> str | None:
+    """Why Kafka Connect could not answer a question now, when ``exc`` says so; None for a real error.
+
+    Args:
+        exc: What a KafkaConnectHook call raised.
+
+    Returns:
+        ``Kafka Connect at <url> unreachable (<reason>)`` for a ServiceUnreachableError,
+        ``Kafka Connect at <url> not ready (<status>: <message>)`` for an answer that says the worker
+        cannot serve yet (starting, rebalancing, timed out), None otherwise.
+    """
+    if isinstance(exc, ServiceUnreachableError):
+        return f"{exc.service} at {exc.base_url} unreachable ({exc.reason})"
+    if isinstance(exc, KafkaConnectApiError) and exc.worker_not_ready:
+        base = exc.url.split("/connectors", 1)[0].split("/connector-plugins", 1)[0]
+        message = exc.message.splitlines()[0][:200] if exc.message else ""
+        return f"{exc.service} at {base} not ready ({exc.status}: {message})"
+    return None
 
 
 def _flag(value: bool) -> str:

@@ -68,3 +68,41 @@ def test_watch_wants_health_to_last():
     assert watch.observe(failing, now=3) is Step.RESTART
     assert watch.observe(healthy, now=6) is Step.WAIT
     assert watch.observe(healthy, now=11) is Step.DONE
+
+
+# ---------------------------------------------------------------- the watch's state across polls and processes
+
+
+def test_a_watch_continues_from_its_state_in_another_process():
+    first = HealthWatch(max_restarts=2, healthy_for=10)
+    assert first.observe(assess(status("RUNNING", "FAILED")), now=100.0) is Step.RESTART
+    assert first.observe(assess(status("RUNNING", "RUNNING")), now=105.0) is Step.WAIT
+    state = first.to_state()
+    assert state == {"restarts_done": 1, "healthy_since": 105.0, "polls": 2}
+    second = HealthWatch.from_state(2, 10, state)  # e.g. the next poke of a rescheduled sensor
+    assert second.observe(assess(status("RUNNING", "RUNNING")), now=115.0) is Step.DONE
+    assert second.polls == 3
+
+
+def test_the_restart_budget_survives_the_round_trip():
+    watch = HealthWatch.from_state(1, 0, {"restarts_done": 1, "healthy_since": None, "polls": 4})
+    assert watch.observe(assess(status("RUNNING", "FAILED")), now=1.0) is Step.FAIL
+
+
+def test_no_state_is_a_fresh_watch():
+    assert HealthWatch.from_state(3, 5.0, None) == HealthWatch(3, 5.0)
+
+
+def test_connect_unavailable_is_pending_and_restarts_the_healthy_period():
+    from airflow_mesh.connectors.health import service_unavailable
+
+    watch = HealthWatch(healthy_for=10)
+    assert watch.observe(assess(status("RUNNING", "RUNNING")), now=0.0) is Step.WAIT
+    down = service_unavailable("c", "Kafka Connect at http://127.0.0.1:8083 unreachable (connection refused)")
+    assert down.health is Health.PENDING
+    assert down.summary() == ("connector c not yet healthy: "
+                              "Kafka Connect at http://127.0.0.1:8083 unreachable (connection refused)")
+    assert watch.observe(down, now=5.0) is Step.WAIT
+    assert watch.healthy_since is None
+    assert watch.observe(assess(status("RUNNING", "RUNNING")), now=12.0) is Step.WAIT  # a new period from 12
+    assert watch.observe(assess(status("RUNNING", "RUNNING")), now=22.0) is Step.DONE
