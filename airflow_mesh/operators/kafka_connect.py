@@ -44,6 +44,14 @@ class DeployConnectorOperator(BaseOperator):
 
     Returns (XCom):
         ``[{"name": ..., "action": "created" | "updated" | "unchanged"}, ...]`` in spec order.
+
+    Raises:
+        ServiceUnreachableError: Kafka Connect did not answer. Each call to Connect ends within the
+            hook's deadline (65 s at most; a refused connection fails after ~12 s of retries), with
+            one line naming Kafka Connect, its URL and the request; nothing was deployed when it
+            happens during validation. Airflow's task retries are the retry.
+        KafkaConnectApiError: Connect answered with an error (its message).
+        AirflowException: the plugin rejected a config (each invalid field's message).
     """
 
     template_fields: Sequence[str] = ("spec_path", "kafka_connect_conn_id")

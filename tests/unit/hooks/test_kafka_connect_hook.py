@@ -124,7 +124,7 @@ class TestConnection:
         assert (policy.connect_timeout, policy.read_timeout, policy.retries, policy.deadline) == (2.0, 4, 1, 4)
 
     def test_errors_derive_from_the_one_rest_api_error(self):
-        assert issubclass(KafkaConnectApiError, RestApiError)
+        assert issubclass(KafkaConnectApiError, RestApiError) and issubclass(KafkaConnectApiError, KafkaConnectError)
         assert issubclass(ServiceUnreachableError, RestApiError)
         assert issubclass(ServiceUnreachableError, requests.RequestException)
         error = KafkaConnectApiError("GET", f"{URL}/connectors", 500, "boom")
