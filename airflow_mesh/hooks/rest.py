@@ -205,7 +205,8 @@ class RestApiHook(BaseHook):
                 response = self.session.request(method, url, timeout=(connect, read), **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 reason, connected = unreachable_reason(exc, connect, read)
-                retry = policy.retries_failure(method, connected)
+                # A TLS failure (certificate, protocol) would fail the same way again.
+                retry = policy.retries_failure(method, connected) and not isinstance(exc, requests.exceptions.SSLError)
                 failure: BaseException = ServiceUnreachableError(
                     self.service_name, method, url, reason, attempt + 1, time.monotonic() - started)
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import threading
 import time
@@ -476,6 +477,15 @@ class TestBounds:
         with pytest.raises(ServiceUnreachableError, match="no answer within 0.5s") as raised:
             hook.restart_connector("orders-cdc", include_tasks=True)
         assert time.monotonic() - started < 1.5
+        assert raised.value.attempts == 1
+
+    def test_a_tls_failure_is_not_retried(self, connect_server, define_connection):
+        connect_server.answers = [(200, {})]
+        port = int(json.loads(os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"])["port"])
+        define_connection(host="127.0.0.1", port=port, schema="https")  # TLS to a plain HTTP server
+        with pytest.raises(ServiceUnreachableError, match=f"Kafka Connect at https://127.0.0.1:{port} is unreachable: "
+                           ) as raised:
+            KafkaConnectHook(CONN_ID, retries=5).list_connectors()
         assert raised.value.attempts == 1
 
     def test_test_connection_reports_an_unreachable_worker(self, define_connection):
