@@ -824,9 +824,34 @@ CONNECT = Service(
 FLINK_DIR = STATE / "flink"
 
 
-def _flink_prepare() -> None:
+def _flink_config() -> str:
+    """The cluster's config.yaml: the distribution's, with this stack's addresses, memory and folders."""
     import yaml  # the project's virtualenv has PyYAML; stack.py is run from it
 
+    home = flink_home()
+    config = yaml.safe_load((home / "conf" / "config.yaml").read_text())
+    python = str(FLINK_VENV / "bin" / "python")
+    config.update({
+        "jobmanager": {"bind-host": HOST, "rpc": {"address": HOST, "port": PORTS["flink-rpc"]},
+                       "memory": {"process": {"size": "1024m"}},
+                       "execution": {"failover-strategy": "region"}},
+        "taskmanager": {"bind-host": HOST, "host": HOST, "numberOfTaskSlots": 4,
+                        "memory": {"process": {"size": "1536m"}}},
+        "rest": {"address": HOST, "bind-address": HOST, "port": PORTS["flink"]},
+        "io": {"tmp": {"dirs": str(FLINK_DIR / "tmp")}},
+        "web": {"tmpdir": str(FLINK_DIR / "web")},
+        "blob": {"storage": {"directory": str(FLINK_DIR / "blobs")}},
+        # Checkpoints outlive a cancelled job and a lost JobManager (this session cluster has no high
+        # availability): the provider resumes a job the JobManager lost from its latest one.
+        "execution": {"checkpointing": {"dir": f"file://{FLINK_DIR / 'checkpoints'}",
+                                        "savepoint-dir": f"file://{FLINK_DIR / 'savepoints'}",
+                                        "externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION"}},
+        "python": {"executable": python, "client": {"executable": python}},
+    })
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _flink_prepare() -> None:
     home = install_flink()
     install_jvm_parts()
     lib = FLINK_DIR / "lib"
@@ -838,25 +863,17 @@ def _flink_prepare() -> None:
     conf_dir.mkdir(parents=True, exist_ok=True)
     for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties", "log4j-session.properties"):
         shutil.copy(home / "conf" / name, conf_dir / name)
-    config = yaml.safe_load((home / "conf" / "config.yaml").read_text())
-    python = str(FLINK_VENV / "bin" / "python")
     for sub in ("tmp", "web", "blobs", "checkpoints", "savepoints"):
         (FLINK_DIR / sub).mkdir(exist_ok=True)
-    config.update({
-        "jobmanager": {"bind-host": HOST, "rpc": {"address": HOST, "port": PORTS["flink-rpc"]},
-                       "memory": {"process": {"size": "1024m"}},
-                       "execution": {"failover-strategy": "region"}},
-        "taskmanager": {"bind-host": HOST, "host": HOST, "numberOfTaskSlots": 4,
-                        "memory": {"process": {"size": "1536m"}}},
-        "rest": {"address": HOST, "bind-address": HOST, "port": PORTS["flink"]},
-        "io": {"tmp": {"dirs": str(FLINK_DIR / "tmp")}},
-        "web": {"tmpdir": str(FLINK_DIR / "web")},
-        "blob": {"storage": {"directory": str(FLINK_DIR / "blobs")}},
-        "execution": {"checkpointing": {"dir": f"file://{FLINK_DIR / 'checkpoints'}",
-                                        "savepoint-dir": f"file://{FLINK_DIR / 'savepoints'}"}},
-        "python": {"executable": python, "client": {"executable": python}},
-    })
-    (conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (conf_dir / "config.yaml").write_text(_flink_config())
+
+
+def _flink_stale(pid: int) -> str | None:
+    """A cluster started with another configuration (an older stack.py's) is restarted with this one's."""
+    current = FLINK_DIR / "conf" / "config.yaml"
+    if current.exists() and current.read_text() != _flink_config():
+        return "its configuration changed"
+    return None
 
 
 def _flink_env() -> dict[str, str]:
@@ -879,6 +896,7 @@ FLINK_JM = Service(
     address=f"http://{HOST}:{PORTS['flink']}",
     command=lambda: [str(flink_home() / "bin" / "jobmanager.sh"), "start-foreground"],
     prepare=_flink_prepare,
+    stale=_flink_stale,
     healthy=lambda: "taskmanagers" in _flink_overview(),
     env=_flink_env,
     install=lambda: (install_jvm_parts(), install_flink()),

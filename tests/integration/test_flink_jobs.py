@@ -39,7 +39,7 @@ from airflow_mesh.processors import (
     Project,
     Union,
 )
-from airflow_mesh.processors.health import ENDED_STATES
+from airflow_mesh.flink.health import ENDED_STATES
 from airflow_mesh.sensors.flink import FlinkJobHealthSensor
 from airflow_mesh.triggers.flink import FlinkJobHealthTrigger
 

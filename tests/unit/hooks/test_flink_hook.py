@@ -25,7 +25,7 @@ from airflow_mesh.hooks.flink import (
     SavepointError,
     stack_trace_summary,
 )
-from airflow_mesh.processors.health import Health, HealthPolicy
+from airflow_mesh.flink.health import Health, HealthPolicy
 
 CONN_ID = "flink_test"
 URL = "http://flink.test:8081"
@@ -130,34 +130,52 @@ class TestJobs:
 
 
 class TestHealth:
-    def mock_job(self, requests_mock, answer: dict, restarts: int = 0) -> None:
+    def mock_job(self, requests_mock, answer: dict, restarts: int = 0, failures: tuple[int, ...] = (),
+                 checkpoint_ack: int | None = None) -> None:
         requests_mock.get(f"{URL}/jobs/j1", json=answer)
         requests_mock.get(f"{URL}/jobs/j1/metrics", json=[{"id": "numRestarts", "value": str(restarts)}])
         requests_mock.get(f"{URL}/jobs/j1/exceptions", json={"exceptionHistory": {"entries": [
-            {"exceptionName": "x", "stacktrace": TRACE}]}})
+            {"exceptionName": "x", "stacktrace": TRACE, "timestamp": ts} for ts in failures]}})
+        if checkpoint_ack is None:
+            requests_mock.get(f"{URL}/jobs/j1/checkpoints/config", status_code=404, json={"errors": [
+                "org.apache.flink.runtime.rest.handler.RestHandlerException: Checkpointing is not enabled for "
+                "this job (j1)."]})
+        else:
+            requests_mock.get(f"{URL}/jobs/j1/checkpoints/config", json={"interval": 1_000, "timeout": 60_000})
+            requests_mock.get(f"{URL}/jobs/j1/checkpoints", json={"latest": {"completed": {
+                "id": 3, "latest_ack_timestamp": checkpoint_ack, "external_path": "file:/cp/j1/chk-3"}}})
 
     def test_a_failed_job_carries_its_cause(self, hook, requests_mock):
-        self.mock_job(requests_mock, job("FAILED", "FAILED"))
+        self.mock_job(requests_mock, job("FAILED", "FAILED"), failures=(1_900,))
         health = hook.job_health("j1", HealthPolicy())
         assert health.health is Health.FAILED
         assert "NumberFormatException: For input string: 'abc'" in health.failure_message()
 
-    def test_checkpoints_are_read_only_for_a_checkpoint_age_policy(self, hook, requests_mock):
+    def test_checkpoints_are_read_when_the_job_checkpoints(self, hook, requests_mock):
         self.mock_job(requests_mock, job())
         assert hook.job_health("j1", HealthPolicy()).checkpoint_age is None
-        requests_mock.get(f"{URL}/jobs/j1/checkpoints", json={"latest": {"completed": {"latest_ack_timestamp": 1_500}}})
-        assert hook.job_health("j1", HealthPolicy(max_checkpoint_age=60)).checkpoint_age == 0.5
+        self.mock_job(requests_mock, job(), checkpoint_ack=1_500)
+        health = hook.job_health("j1", HealthPolicy())
+        assert (health.checkpoint_age, health.latest_checkpoint) == (0.5, "file:/cp/j1/chk-3")
 
     def test_waiting_ends_with_the_failure(self, hook, requests_mock):
-        self.mock_job(requests_mock, job("RUNNING", "RUNNING"), restarts=2)
+        self.mock_job(requests_mock, job("RUNNING", "RUNNING"), restarts=2, failures=(1_500, 1_800))
         with pytest.raises(FlinkJobFailedError) as excinfo:
             hook.wait_until_healthy("j1", HealthPolicy(max_restarts=1), poll_interval=0)
-        assert "restarted 2 times, more than the 1 allowed" in str(excinfo.value)
+        assert "failed 2 times in the last 600s, more than the 1 allowed" in str(excinfo.value)
         assert "NumberFormatException" in str(excinfo.value)
 
     def test_waiting_runs_out_of_time(self, hook, requests_mock):
         self.mock_job(requests_mock, job("RUNNING", "INITIALIZING"))
         with pytest.raises(FlinkTimeoutError, match=r"not healthy after 0s: .*0 of 1 vertices RUNNING"):
+            hook.wait_until_healthy("j1", timeout=0, poll_interval=0)
+
+    def test_an_unreachable_jobmanager_is_waited_for_until_the_timeout(self, hook, requests_mock):
+        import requests
+
+        requests_mock.get(f"{URL}/jobs/j1", exc=requests.ConnectionError("connection refused"))
+        with pytest.raises(FlinkTimeoutError, match=r"not healthy after 0s: Flink at http://flink.test:8081 did "
+                                                    r"not answer: connection refused"):
             hook.wait_until_healthy("j1", timeout=0, poll_interval=0)
 
     def test_the_async_twin_answers_the_same(self, hook, requests_mock):

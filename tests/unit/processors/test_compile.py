@@ -55,6 +55,8 @@ def test_the_whole_script():
 -- processor paid_orders: paid orders, by id
 SET 'execution.checkpointing.interval' = '10 s';
 
+SET 'execution.checkpointing.externalized-checkpoint-retention' = 'RETAIN_ON_CANCELLATION';
+
 CREATE TABLE `orders` (
   `id` BIGINT,
   `customer_id` BIGINT,
@@ -101,9 +103,11 @@ SELECT `id`, `status`, `amount` FROM `mesh_step_2`;
 
 def test_the_runner_reads_the_script_back_statement_by_statement():
     statements = split_statements(compile_sql(paid_orders(settings={"table.exec.state.ttl": "1 d"}), DEPLOYMENT))
-    assert [parse_set(s) for s in statements[:2]] == [("execution.checkpointing.interval", "10 s"),
+    assert [parse_set(s) for s in statements[:3]] == [("execution.checkpointing.interval", "10 s"),
+                                                      ("execution.checkpointing.externalized-checkpoint-retention",
+                                                       "RETAIN_ON_CANCELLATION"),
                                                       ("table.exec.state.ttl", "1 d")]
-    assert [s.split()[0] for s in statements[2:]] == ["CREATE", "CREATE", "CREATE", "CREATE", "INSERT"]
+    assert [s.split()[0] for s in statements[3:]] == ["CREATE", "CREATE", "CREATE", "CREATE", "INSERT"]
 
 
 def test_settings_override_the_defaults():
