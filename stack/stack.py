@@ -10,7 +10,7 @@ or ``mktemp -d`` folder). Their data then lives in a folder of its own for this 
 ``/var/lib/airflow-mesh/<clone>-<hash of .stack's path>`` (``MESH_SERVICE_ROOT`` moves
 ``/var/lib/airflow-mesh``), named in ``.stack/service-home``, with ``.stack/postgres``, ``.stack/mariadb`` and
 ``.stack/elasticsearch`` as symlinks to it; ``clean`` removes it. Versions are pinned in
-``stack/versions.env``; ports can be moved with ``MESH_*_PORT`` environment variables. ``up`` installs what
+``stack/versions.env``; ports can be moved with ``MESH_*_PORT`` environment variables (kept in ``.stack/ports.json`` by ``up``). ``up`` installs what
 is missing (Maven Central, PyPI, Debian's packages), leaves services that already run alone, and waits
 until each answers its health check; ``down`` stops, by pid, only what ``up`` started.
 
@@ -72,19 +72,31 @@ def _versions() -> dict[str, str]:
 
 
 VERSIONS = _versions()
-PORTS = {
-    "postgres": int(os.environ.get("MESH_PG_PORT", "55432")),
-    "mariadb": int(os.environ.get("MESH_MARIADB_PORT", "53306")),
-    "kafka": int(os.environ.get("MESH_KAFKA_PORT", "9092")),
-    "kafka-controller": int(os.environ.get("MESH_KAFKA_CONTROLLER_PORT", "9093")),
-    "connect": int(os.environ.get("MESH_CONNECT_PORT", "8083")),
-    "flink": int(os.environ.get("MESH_FLINK_PORT", "8081")),
-    "flink-rpc": int(os.environ.get("MESH_FLINK_RPC_PORT", "6123")),
-    "schema-registry": int(os.environ.get("MESH_SCHEMA_REGISTRY_PORT", "8085")),
-    "schema-registry-management": int(os.environ.get("MESH_SCHEMA_REGISTRY_MANAGEMENT_PORT", "8086")),
-    "elasticsearch": int(os.environ.get("MESH_ELASTICSEARCH_PORT", "9200")),
-    "elasticsearch-transport": int(os.environ.get("MESH_ELASTICSEARCH_TRANSPORT_PORT", "9300")),
+_DEFAULT_PORTS = {  # name: (environment variable, default)
+    "postgres": ("MESH_PG_PORT", 55432),
+    "mariadb": ("MESH_MARIADB_PORT", 53306),
+    "kafka": ("MESH_KAFKA_PORT", 9092),
+    "kafka-controller": ("MESH_KAFKA_CONTROLLER_PORT", 9093),
+    "connect": ("MESH_CONNECT_PORT", 8083),
+    "flink": ("MESH_FLINK_PORT", 8081),
+    "flink-rpc": ("MESH_FLINK_RPC_PORT", 6123),
+    "schema-registry": ("MESH_SCHEMA_REGISTRY_PORT", 8085),
+    "schema-registry-management": ("MESH_SCHEMA_REGISTRY_MANAGEMENT_PORT", 8086),
+    "elasticsearch": ("MESH_ELASTICSEARCH_PORT", 9200),
+    "elasticsearch-transport": ("MESH_ELASTICSEARCH_TRANSPORT_PORT", 9300),
 }
+# The ports a stack was brought up with are kept, so that a later command without the same MESH_*_PORT
+# variables (a test restarting one service, another shell) starts nothing on the default ports.
+PORTS_FILE = STATE / "ports.json"
+
+
+def _ports() -> dict[str, int]:
+    saved = json.loads(PORTS_FILE.read_text()) if PORTS_FILE.exists() else {}
+    return {name: int(os.environ.get(variable) or saved.get(name) or default)
+            for name, (variable, default) in _DEFAULT_PORTS.items()}
+
+
+PORTS = _ports()
 DB_NAME, DB_USER = "mesh", "mesh"  # in PostgreSQL and MariaDB alike; the password: db_password()
 PASSWORD_PATTERN = re.compile(r"[A-Za-z0-9_-]{20,}")
 
@@ -1064,6 +1076,7 @@ def up(started_file: Path | None = None, only: list[str] | None = None) -> None:
     """
     services = selected(only)
     prepare_service_home()
+    PORTS_FILE.write_text(json.dumps(PORTS, indent=1) + "\n")
     db_password()  # made (or checked) before anything starts
     # Installs first, so that services are not left waiting on downloads; the users a service runs as
     # (postgres, mysql) exist only once its Debian package is installed, so reachability is checked after.
