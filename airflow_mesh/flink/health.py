@@ -34,6 +34,21 @@ from typing import Any
 
 # Flink job states from which a job never runs again.
 ENDED_STATES = frozenset({"FAILED", "CANCELED", "FINISHED", "CANCELLING"})
+# Failures of the cluster rather than of the job (a TaskManager lost, no slot for a restart): Flink
+# restarts the job for each while the cluster recovers, so they say nothing of the job's own health
+# and are not counted against its restart budget; the job is pending until it runs again.
+CLUSTER_FAILURES = (
+    "NoResourceAvailableException",
+    "is no longer reachable",
+    "Heartbeat of TaskManager",
+    "heartbeat of TaskManager",
+    "TaskManager with id",
+    "Connection unexpectedly closed by remote task manager",
+    "The TaskExecutor is shutting down",
+    "Disconnect from JobManager",
+    "RemoteTransportException",
+    "PartitionConnectionException",
+)
 # What Flink reports as the interval of a job without checkpointing (Long.MAX_VALUE).
 NO_CHECKPOINTING = 2**63 - 1
 
@@ -141,7 +156,7 @@ class JobHealth:
         health: The verdict on the job now.
         vertex_states: How many vertices are in each status.
         restarts: How many times the job restarted since it was submitted (Flink's count).
-        recent_failures: Failures in the policy's restart window.
+        recent_failures: Failures of the job itself (not of the cluster: CLUSTER_FAILURES) in the restart window.
         healthy_seconds: Seconds the job has been healthy, on the JobManager's clock, since the
             later of its last failure (or becoming RUNNING) and the start of the wait; 0 when not healthy.
         checkpoint_age: Seconds since the latest completed checkpoint (since the job became RUNNING
@@ -245,7 +260,9 @@ def assess(observation: Observation, policy: HealthPolicy, since_ms: int | None 
     vertex_states = dict(Counter(vertex["status"] for vertex in job.get("vertices", [])))
     failure_times = [entry["timestamp"] for entry in observation.exceptions if entry.get("timestamp")]
     last_failure = max(failure_times, default=0)
-    recent = sum(1 for ts in failure_times if now - ts <= policy.restart_window * 1000)
+    recent = sum(1 for entry in observation.exceptions
+                 if entry.get("timestamp") and now - entry["timestamp"] <= policy.restart_window * 1000
+                 and not is_cluster_failure(entry))
     completed = _latest_completed(observation.checkpoints)
     ack = completed["latest_ack_timestamp"] if completed else None
     checkpointing = observation.checkpoint_interval is not None
@@ -286,6 +303,16 @@ def assess(observation: Observation, policy: HealthPolicy, since_ms: int | None 
     return JobHealth(job["jid"], job.get("name", "?"), state, health, vertex_states, observation.restarts, recent,
                      healthy_seconds, age, proves, completed.get("external_path") if completed else None,
                      policy.healthy_for, tuple(reasons), tuple(notes))
+
+
+def is_cluster_failure(entry: dict[str, Any]) -> bool:
+    """Whether an exception history entry is a failure of the cluster (a lost TaskManager, no slot), not of the job.
+
+    Args:
+        entry: One entry of ``GET /jobs/{id}/exceptions``'s ``exceptionHistory.entries``.
+    """
+    text = f"{entry.get('exceptionName', '')}\n{(entry.get('stacktrace') or '')[:4000]}"
+    return any(marker in text for marker in CLUSTER_FAILURES)
 
 
 def _interval_text(interval: float | None) -> str:
