@@ -22,8 +22,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from airflow_mesh.backfill import names
 from airflow_mesh.backfill.errors import PlanError
 from airflow_mesh.backfill.explain import at
-from airflow_mesh.backfill.sources import DatabaseLocation, IcebergSource, MariaDbSource, PostgresSource, Source
 from airflow_mesh.backfill.kafka_target import VALUE_FORMATS, KafkaTarget
+from airflow_mesh.backfill.sources import DatabaseLocation, IcebergSource, MariaDbSource, PostgresSource, Source
 from airflow_mesh.backfill.targets import ElasticsearchTarget, IcebergTarget, PostgresTarget, Target
 
 SOURCE_KINDS = ("postgres", "mysql", "iceberg")

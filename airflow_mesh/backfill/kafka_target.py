@@ -17,6 +17,7 @@ Avro
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -293,7 +294,7 @@ class KafkaTarget:
         try:
             for batch in data.to_batches(max_chunksize=ENCODE_ROWS):
                 keys, values = self._encode(batch)
-                for message_key, value in zip(keys, values):
+                for message_key, value in zip(keys, values, strict=True):
                     produce(value, message_key)
                 producer.poll(0)  # serve delivery reports, a batch at a time
             if deletes is not None and deletes.num_rows:
@@ -302,10 +303,8 @@ class KafkaTarget:
                         produce(None, message_key)
             producer.commit_transaction(300)
         except BaseException:
-            try:
+            with contextlib.suppress(Exception):  # the first error is the one to report
                 producer.abort_transaction(60)
-            except Exception:  # noqa: BLE001 - the first error is the one to report
-                pass
             raise
         self._latest = None
 

@@ -313,7 +313,7 @@ class _SqlSource:
             except TypeMappingError as exc:
                 problems[row["name"]] = "; ".join(exc.problems)
         if unbounded:
-            problems.update(zip([e.column for e in unbounded], self._unmapped(table, unbounded)))
+            problems.update(zip([e.column for e in unbounded], self._unmapped(table, unbounded), strict=True))
         refused = self._refused_selects(table, fields, casts)
         problems.update(refused)
         in_order = [problems[r["name"]] for r in rows if r["name"] in problems]  # one line a column, in order
@@ -501,7 +501,7 @@ class _SqlSource:
 def merged_segments(lo: int, width: int, segments: list[int]) -> list[tuple[int, int]]:
     """The key ranges ``[a, b)`` of the given segments, adjacent ones merged."""
     spans: list[list[int]] = []
-    for segment in sorted(set(int(s) for s in segments)):
+    for segment in sorted({int(s) for s in segments}):
         if spans and spans[-1][1] == segment:
             spans[-1][1] = segment + 1
         else:
@@ -519,7 +519,7 @@ def segment_ranges(column: str, lo: int, width: int, segments: list[int]) -> str
 def _key_tuples(table: pa.Table, keys: tuple[str, ...]) -> list[tuple[Any, ...]]:
     """The rows of a table of key columns as tuples of JSON-form values (what bounds hold)."""
     columns = [table.column(k).to_pylist() for k in keys]
-    return [tuple(json_value(v) for v in row) for row in zip(*columns)]
+    return [tuple(json_value(v) for v in row) for row in zip(*columns, strict=True)]
 
 
 class PostgresSource(_SqlSource):
@@ -651,8 +651,6 @@ class PostgresSource(_SqlSource):
             cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(self.BATCH_BYTES)})
             cur.execute(sql)
             yield from cur.fetch_record_batch()
-
-    dialect = "postgres"
 
     def _columns_sql(self, schema_name: str, table: str) -> str:
         # A domain is read as its base type (PostgreSQL describes its values so); `kind` is the
@@ -811,8 +809,6 @@ class MariaDbSource(_SqlSource):
                 f"WHERE TABLE_SCHEMA = {self._literal(schema_name or self.location.database)} "
                 f"AND TABLE_NAME = {self._literal(table)} AND NON_UNIQUE = 0 AND SUB_PART IS NULL")
 
-    dialect = "mysql"
-
     def _columns_sql(self, schema_name: str, table: str) -> str:
         # MariaDB's JSON is a LONGTEXT with a json_valid check; MySQL's has a type of its own.
         return ("SELECT c.COLUMN_NAME AS name, c.COLUMN_TYPE AS type, c.COLUMN_KEY = 'PRI' AS is_key, "
@@ -835,8 +831,16 @@ class MariaDbSource(_SqlSource):
 def iceberg_filter(keys: tuple[str, ...], key_range: KeyRange):
     """``lo <= key < hi`` as a pyiceberg row filter (lexicographic for a composite key); pyiceberg
     binds each bound's JSON form (text for dates, uuids, decimals...) to the field's type."""
-    from pyiceberg.expressions import (AlwaysTrue, And, EqualTo, GreaterThan, GreaterThanOrEqual, LessThan,
-                                       LessThanOrEqual, Or)
+    from pyiceberg.expressions import (
+        AlwaysTrue,
+        And,
+        EqualTo,
+        GreaterThan,
+        GreaterThanOrEqual,
+        LessThan,
+        LessThanOrEqual,
+        Or,
+    )
 
     ops = {">": GreaterThan, ">=": GreaterThanOrEqual, "<": LessThan, "<=": LessThanOrEqual}
 

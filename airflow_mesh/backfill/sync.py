@@ -28,8 +28,16 @@ import pyarrow as pa
 from airflow_mesh.backfill import marks
 from airflow_mesh.backfill.checkpoint import CheckpointStore
 from airflow_mesh.backfill.checksum import batches_checksum, canonical_keys, row_hashes, table_checksum
-from airflow_mesh.backfill.engine import (Plan, Progress, Summary, _parallel, plan, read_range,
-                                          stream_range, target_checksum)
+from airflow_mesh.backfill.engine import (
+    Plan,
+    Progress,
+    Summary,
+    _parallel,
+    plan,
+    read_range,
+    stream_range,
+    target_checksum,
+)
 from airflow_mesh.backfill.errors import TargetError, VerificationError
 from airflow_mesh.backfill.explain import at
 from airflow_mesh.backfill.keys import KeyRange

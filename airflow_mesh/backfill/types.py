@@ -21,8 +21,15 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from airflow_mesh.backfill.convert import (CHECK_PREFIX, META_CHECK, META_FAMILY, META_LENGTH, META_READ,
-                                           META_SELECT, plain_type)
+from airflow_mesh.backfill.convert import (
+    CHECK_PREFIX,
+    META_CHECK,
+    META_FAMILY,
+    META_LENGTH,
+    META_READ,
+    META_SELECT,
+    plain_type,
+)
 from airflow_mesh.backfill.errors import TypeMappingError
 from airflow_mesh.backfill.sqltext import identifier
 
@@ -110,8 +117,7 @@ _PG_SIMPLE["inet"] = _Mapped(pa.string(), "inet", family="inet")
 def _pg_decimal(precision: int, scale: int) -> pa.DataType:
     # PostgreSQL 15 allows a scale above the precision (numeric(2,5): |x| < 0.001) or below zero
     # (numeric(5,-2): multiples of 100): the same values as decimal(5,5) and decimal(7,0).
-    if scale > precision:
-        precision = scale
+    precision = max(precision, scale)
     if scale < 0:
         precision, scale = precision - scale, 0
     return pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
@@ -320,7 +326,7 @@ def cast_spelling(cast: str, dialect: str) -> str:
     from sqlglot import exp
 
     cast_sql = exp.Cast(this=exp.to_identifier("c"), to=exp.DataType.build(cast, dialect=dialect)).sql(dialect=dialect)
-    inner = re.match(r"^CAST\(c AS (.*)\)$", cast_sql, re.S)
+    inner = re.match(r"^CAST\(c AS (.*)\)$", cast_sql, re.DOTALL)
     if inner is None:
         raise ValueError(f"{cast!r} cannot be a CAST's type in {dialect}")
     return inner[1]
@@ -379,8 +385,8 @@ _MY_PARAMETRIC: list[tuple[re.Pattern[str], Callable[[re.Match[str]], _Mapped]]]
     (re.compile(r"^(?:binary|varbinary)\(\d+\)$"), lambda m: _Mapped(pa.binary())),
     (re.compile(r"^(?:text|blob)\(\d+\)$"),
      lambda m: _Mapped(pa.binary() if m[0].startswith("blob") else pa.string())),
-    (re.compile(r"^enum\(.*\)$", re.S), lambda m: _Mapped(pa.string(), family="enum")),
-    (re.compile(r"^set\(.*\)$", re.S), lambda m: _Mapped(pa.string(), family="set")),
+    (re.compile(r"^enum\(.*\)$", re.DOTALL), lambda m: _Mapped(pa.string(), family="enum")),
+    (re.compile(r"^set\(.*\)$", re.DOTALL), lambda m: _Mapped(pa.string(), family="set")),
 ]
 # MariaDB spells integer types with a display width that means nothing to the value: int(11).
 _DISPLAY_WIDTH = re.compile(r"^(bigint|int|integer|smallint|mediumint|tinyint)\(\d+\)")
@@ -509,7 +515,7 @@ def iceberg_type(field: pa.Field) -> pa.DataType:
 
 
 # PostgreSQL target: the column type a family's text is stored in (when it is PostgreSQL's own type).
-_PG_FAMILY_TYPES = {name: name for name in _PG_TEXT + ("json", "jsonb")}
+_PG_FAMILY_TYPES = {name: name for name in (*_PG_TEXT, "json", "jsonb")}
 _PG_FAMILY_TYPES.update({"timetz": "time with time zone", "ipaddr": "inet", "qchar": '"char"', "name": "name"})
 
 
@@ -668,6 +674,4 @@ def holds(actual: pa.DataType, expected: pa.DataType) -> bool:
         return actual.scale >= expected.scale and actual.precision - actual.scale >= expected.precision - expected.scale
     if pa.types.is_decimal(actual) and expected in _INT_DIGITS:
         return actual.precision - actual.scale >= _INT_DIGITS[expected]
-    if actual == pa.float64() and expected == pa.float32():
-        return True
-    return False
+    return actual == pa.float64() and expected == pa.float32()

@@ -91,7 +91,7 @@ class _PartValidator:
         stream.seek(WIRE_HEADER_SIZE)
         try:
             schemaless_reader(stream, writer.parsed, None)
-        except Exception as exc:  # whatever the decoder trips on, the bytes are not such data
+        except Exception as exc:  # noqa: BLE001 - whatever the decoder trips on, the bytes are not such data
             return f"cannot be decoded with schema id {schema_id}: {type(exc).__name__}: {exc}"
         left = len(payload) - stream.tell()
         if left:

@@ -9,6 +9,7 @@ in ``.stack/logs/ui/``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -122,10 +123,8 @@ def _stop(process: subprocess.Popen) -> None:
         process.poll()
         time.sleep(0.5)
     else:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     process.wait(timeout=10)
 
 

@@ -148,7 +148,7 @@ def test_bad_input_fails_before_writing(pg_table, postgres_conninfo, tmp_path):
     source = make_source(conn_fields("postgres_mesh"))
     target = make_target(conn_fields("postgres_mesh"), f"{pg_table}_copy")
     checkpoints = CheckpointStore(tmp_path / "cp.sqlite")
-    with pytest.raises(PlanError, match="table public.nope does not exist"):
+    with pytest.raises(PlanError, match=r"table public\.nope does not exist"):
         engine.run(source, target, BackfillRequest(table="public.nope"), checkpoints)
     name = pg_table.split(".")[1]
     with psycopg.connect(postgres_conninfo, autocommit=True) as conn:

@@ -153,7 +153,7 @@ def test_a_filter_that_escapes_its_parentheses_writes_nothing(pg_table, tmp_path
     assert summary.verified and summary.rows == expected
 
 
-@pytest.mark.parametrize("kind, bad", [("postgres", "public.x; DROP TABLE y"), ("iceberg", "mesh.bad name!"),
+@pytest.mark.parametrize(("kind", "bad"), [("postgres", "public.x; DROP TABLE y"), ("iceberg", "mesh.bad name!"),
                                        ("elasticsearch", "Orders"), ("kafka", "orders topic")])
 def test_target_names_are_refused_before_anything_is_contacted(kind, bad, iceberg_catalog):
     fields = {"iceberg": iceberg_catalog, "postgres": conn_fields("postgres_mesh"),

@@ -15,8 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_mesh.backfill.avro_types import avro_name, avro_schema, avro_type, decode_bodies, encode_bodies, \
-    records_to_arrow
+from airflow_mesh.backfill.avro_types import (
+    avro_name,
+    avro_schema,
+    avro_type,
+    decode_bodies,
+    encode_bodies,
+    records_to_arrow,
+)
 from airflow_mesh.backfill.errors import TypeMappingError
 from airflow_mesh.backfill.kafka_target import json_keys, json_lines, json_lines_to_arrow
 
@@ -295,5 +301,5 @@ def test_json_lines_write_what_earlier_versions_wrote():
 
 
 def test_json_cannot_hold_nan():
-    with pytest.raises(TypeMappingError, match="column 'f' holds NaN or an infinity.*value_format avro"):
+    with pytest.raises(TypeMappingError, match=r"column 'f' holds NaN or an infinity.*value_format avro"):
         json_lines(pa.table({"f": pa.array([1.0, float("nan")])}))

@@ -46,7 +46,7 @@ def test_filters_are_parsed_in_the_connectors_dialect_and_written_back_in_parent
 ])
 def test_a_filter_that_is_not_one_condition_is_refused_naming_the_table(condition, reason):
     with pytest.raises(SnapshotRequestError, match=r"^filters\[public\.t\]: filter ") as refused:
-        parse_filters({"public.t": "id > 0", "public.u": "id > 0", **{"public.t": condition}}, POSTGRES)
+        parse_filters({"public.t": condition, "public.u": "id > 0"}, POSTGRES)
     assert reason in str(refused.value) and repr(condition[:77]) in str(refused.value)
 
 
