@@ -181,8 +181,8 @@ class KafkaTarget:
         except AvroCompatibilityError as exc:  # e.g. a version that is a JSON Schema, not Avro
             found, previous = [], [*previous[:-1], f"{previous[-1]} ({exc})"]
         reasons = [f"subject {subject} ({level.value}): {problem.describe()}" for problem in found]
-        return reasons or [f"subject {subject}: the registry finds the schema incompatible under {level.value} "
-                           f"(the latest registered version is {previous[-1]})"]
+        return reasons or [(f"subject {subject}: the registry finds the schema incompatible under {level.value} "
+                            f"(the latest registered version is {previous[-1]})")]
 
     # ---------------------------------------------------------------- the Target protocol
 

@@ -220,8 +220,8 @@ def _check_alias(name: str, dialect: str) -> str:
 def _cast_check(name: str, cast: str, changed: str, text: str, dialect: str) -> tuple[str, str]:
     """A cast column's check column (the source value's text where ``changed`` holds) and its reason."""
     return (f"CASE WHEN {changed} THEN {text} END AS {_check_alias(name, dialect)}",
-            f"changes when cast to {cast} (a value that does not fit it exactly is never rounded or cut); "
-            f"cast to a type that holds it, e.g. --cast {name}=text")
+            (f"changes when cast to {cast} (a value that does not fit it exactly is never rounded or cut); "
+             f"cast to a type that holds it, e.g. --cast {name}=text"))
 
 
 def postgres_field(name: str, spelled: str, kind: str = "b", element_kind: str | None = None, builtin: bool = True,
@@ -266,10 +266,10 @@ def postgres_field(name: str, spelled: str, kind: str = "b", element_kind: str |
         select = _PG_ARRAY_WRAPS[mapped.wrap].format(expr)
         mapped = _Mapped(pa.list_(mapped.type), None, mapped.family, mapped.length, mapped.read)
         if check is None:
-            check = (f"CASE WHEN array_ndims({expr}) > 1 OR array_lower({expr}, 1) <> 1 THEN {expr}::text END "
-                     f"AS {_check_alias(name, 'postgres')}",
-                     "is a multi-dimensional array or does not start at index 1, which a list cannot hold; "
-                     f"--cast {name}=text keeps PostgreSQL's text of it exactly, or --exclude {name}")
+            check = ((f"CASE WHEN array_ndims({expr}) > 1 OR array_lower({expr}, 1) <> 1 THEN {expr}::text END "
+                      f"AS {_check_alias(name, 'postgres')}"),
+                     ("is a multi-dimensional array or does not start at index 1, which a list cannot hold; "
+                      f"--cast {name}=text keeps PostgreSQL's text of it exactly, or --exclude {name}"))
     else:
         if spelled in ("numeric", "decimal"):
             if cast is not None:
@@ -279,11 +279,11 @@ def postgres_field(name: str, spelled: str, kind: str = "b", element_kind: str |
         mapped = _pg_scalar(name, spelled, kind, builtin, money_scale)
         select = _PG_WRAPS[mapped.wrap].format(expr)
         if mapped.wrap == "interval" and check is None:
-            check = (f"CASE WHEN {_PG_INTERVAL_TOO_LONG.format(expr)} THEN {expr}::text END "
-                     f"AS {_check_alias(name, 'postgres')}",
-                     "has a time part beyond 2562047:47:16.854775 hours, which an interval in nanoseconds "
-                     f"(Arrow's) cannot hold; --cast {name}=text keeps PostgreSQL's text of it exactly, "
-                     f"or --exclude {name}")
+            check = ((f"CASE WHEN {_PG_INTERVAL_TOO_LONG.format(expr)} THEN {expr}::text END "
+                      f"AS {_check_alias(name, 'postgres')}"),
+                     ("has a time part beyond 2562047:47:16.854775 hours, which an interval in nanoseconds "
+                      f"(Arrow's) cannot hold; --cast {name}=text keeps PostgreSQL's text of it exactly, "
+                      f"or --exclude {name}"))
     return _field(name, mapped, f"{select} AS {column}", check)
 
 

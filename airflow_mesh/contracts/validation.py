@@ -222,8 +222,8 @@ class ValidationReport:
 
     def summary(self) -> str:
         """One line of counts, then the failures kept, one per line."""
-        lines = [f"{self.topic}: {self.records} records, {self.valid} valid ({self.tombstones} tombstones), "
-                 f"{self.invalid} invalid"]
+        lines = [(f"{self.topic}: {self.records} records, {self.valid} valid ({self.tombstones} tombstones), "
+                  f"{self.invalid} invalid")]
         lines += [f"  - {failure}" for failure in self.failures]
         if self.invalid > len(self.failures):
             lines.append(f"  ... and {self.invalid - len(self.failures)} more")

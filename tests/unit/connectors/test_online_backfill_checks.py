@@ -163,16 +163,16 @@ Caused by: java.io.EOFException
 
 @pytest.mark.parametrize(("trace", "message"), [
     (PG_TRACE, "Database connection failed when reading from copy"),
-    ("io.debezium.DebeziumException: Snapshotting of table public.t failed\n\tat x.y(Z.java:1)\n"
-     "Caused by: org.postgresql.util.PSQLException: ERROR: relation \"public.t\" does not exist\n  Position: 15\n"
-     "\tat a.b(C.java:2)\n", 'relation "public.t" does not exist'),
-    ("org.apache.kafka.connect.errors.ConnectException: boom\nCaused by: java.sql.SQLSyntaxErrorException: "
-     "(conn=1234) You have an error in your SQL syntax near 'AND 5)' at line 1\n\tat q.r(S.java:3)\n",
+    (("io.debezium.DebeziumException: Snapshotting of table public.t failed\n\tat x.y(Z.java:1)\n"
+      "Caused by: org.postgresql.util.PSQLException: ERROR: relation \"public.t\" does not exist\n  Position: 15\n"
+      "\tat a.b(C.java:2)\n"), 'relation "public.t" does not exist'),
+    (("org.apache.kafka.connect.errors.ConnectException: boom\nCaused by: java.sql.SQLSyntaxErrorException: "
+      "(conn=1234) You have an error in your SQL syntax near 'AND 5)' at line 1\n\tat q.r(S.java:3)\n"),
      "You have an error in your SQL syntax near 'AND 5)' at line 1"),
     ("org.apache.kafka.connect.errors.ConnectException: The db history topic is missing.\n\tat a.b(C.java:1)\n",
      "The db history topic is missing."),
-    ("org.apache.kafka.connect.errors.ConnectException: outer\nCaused by: java.lang.IllegalStateException: inner\n"
-     "Caused by: java.io.EOFException\n", "inner"),
+    (("org.apache.kafka.connect.errors.ConnectException: outer\nCaused by: java.lang.IllegalStateException: inner\n"
+      "Caused by: java.io.EOFException\n"), "inner"),
 ])
 def test_the_database_message_in_a_task_trace(trace, message):
     assert database_error_in_trace(trace) == message
