@@ -150,7 +150,8 @@ def prepare_service_home() -> None:
 
 
 def check_reachable(services: list[Service]) -> None:
-    """Before anything starts (after the installs): each service that runs as another user can enter its folders and run its Java.
+    """Before anything starts (after the installs): each service that runs as another user can enter its
+    folders and run its Java.
 
     Raises:
         StackError: One line naming the service, its user, the path and what to do.

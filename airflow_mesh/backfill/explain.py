@@ -69,7 +69,8 @@ def message(exc: BaseException) -> str:
     if module == "pymysql" and len(getattr(exc, "args", ())) == 2:
         code, text = exc.args
         return _one_line(f"{text} (MariaDB error {code})")
-    if isinstance(exc, RuntimeError) and (found := re.search(r"(?:MySqlError|PostgresError|Error) \{ (.*) \}", str(exc))):
+    connectorx = r"(?:MySqlError|PostgresError|Error) \{ (.*) \}"
+    if isinstance(exc, RuntimeError) and (found := re.search(connectorx, str(exc))):
         return _one_line(found.group(1))  # ConnectorX
     if module in ("elasticsearch", "elastic_transport"):
         body = getattr(exc, "body", None)

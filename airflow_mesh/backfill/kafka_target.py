@@ -104,7 +104,8 @@ class KafkaTarget:
                  schema_registry_config: Mapping[str, Any] | None = None) -> None:
         topic = kafka_topic(topic)
         if value_format not in VALUE_FORMATS:
-            raise PlanError(f"Kafka topic {topic}: value format {value_format!r} is not one of {', '.join(VALUE_FORMATS)}")
+            raise PlanError(f"Kafka topic {topic}: value format {value_format!r} is not one of "
+                            f"{', '.join(VALUE_FORMATS)}")
         if value_format == "avro" and not schema_registry_url:
             raise PlanError(f"Kafka topic {topic}: value format avro needs a schema registry (its URL, or a "
                             "schema_registry connection)")
@@ -250,7 +251,8 @@ class KafkaTarget:
 
     def _producer_config(self, key_range: KeyRange) -> dict[str, Any]:
         defaults = {**PRODUCER_DEFAULTS, **({"partitioner": AVRO_PARTITIONER} if self.value_format == "avro" else {})}
-        return {**self._client_config(defaults), "transactional.id": f"airflow-mesh-backfill-{self.topic}-{key_range.id}"}
+        return {**self._client_config(defaults),
+                "transactional.id": f"airflow-mesh-backfill-{self.topic}-{key_range.id}"}
 
     def _client_config(self, defaults: dict[str, Any]) -> dict[str, Any]:
         """librdkafka settings: ``defaults`` under the connection's own, and librdkafka's log lines

@@ -69,7 +69,8 @@ class TableInfo:
             PlanError: no usable key: none given or found, an unknown column, or a type without
                 an order every store agrees on (binary, floating point, JSON, arrays).
         """
-        columns = key_columns(requested) or (tuple(self.primary_key) or (self.unique_keys[0] if self.unique_keys else ()))
+        columns = key_columns(requested) or (tuple(self.primary_key)
+                                             or (self.unique_keys[0] if self.unique_keys else ()))
         if not columns:
             raise PlanError(f"table {self.name}: it has no primary key or unique key; name the column (or columns, "
                             "comma-separated) that identify a row with `key` (--key)")
@@ -77,7 +78,8 @@ class TableInfo:
         if missing:
             raise PlanError(f"table {self.name}: key column {', '.join(map(repr, missing))} does not exist "
                             f"(columns: {', '.join(self.schema.names)})")
-        unordered = [f"{c!r} is {self.schema.field(c).type}" for c in columns if not _orderable(self.schema.field(c).type)]
+        unordered = [f"{c!r} is {self.schema.field(c).type}" for c in columns
+                     if not _orderable(self.schema.field(c).type)]
         if unordered:
             raise PlanError(f"table {self.name}: key column {'; '.join(unordered)}, which ranges cannot be cut on; "
                             "name other key columns with `key` (--key)")
@@ -374,7 +376,8 @@ class _SqlSource:
             # At or past the mark: the rows at the mark itself are read again (they may have been
             # written by a transaction the last run could not see yet), and upserted by key.
             cursor = info.schema.field(request.cursor_column)
-            conditions.append(f"{self._ident(cursor.name)} >= {self._cursor_literal(request.cursor_after, cursor.type)}")
+            after = self._cursor_literal(request.cursor_after, cursor.type)
+            conditions.append(f"{self._ident(cursor.name)} >= {after}")
         conditions += [c for c in extra if c]
         return (" WHERE " + " AND ".join(conditions)) if conditions else ""
 
@@ -437,7 +440,8 @@ class _SqlSource:
         columns = ", ".join(self._select(info.schema.field(k)) for k in keys)
         unbounded = request.model_copy(update={"cursor_after": None})
         batches = [_cast(b, pa.schema([info.schema.field(k) for k in keys]))
-                   for b in self._stream(f"SELECT {columns} FROM {self._table(info)}" + self._where(info, keys, unbounded, None))]
+                   for b in self._stream(f"SELECT {columns} FROM {self._table(info)}"
+                                         + self._where(info, keys, unbounded, None))]
         return pa.Table.from_batches(batches, schema=pa.schema([info.schema.field(k) for k in keys]))
 
     def segment_counts(self, info: TableInfo, key: str, request: BackfillRequest, lo: int, width: int) -> pa.Table:
@@ -462,7 +466,8 @@ class _SqlSource:
             highs = ",".join(str(b) for _, b in spans)
             source = (f"unnest('{{{lows}}}'::bigint[], '{{{highs}}}'::bigint[]) AS mesh_ranges(mesh_lo, mesh_hi) "
                       f"JOIN {table} ON {column} >= mesh_lo AND {column} < mesh_hi")
-            sql = f"SELECT {self._select(info.schema.field(key))} FROM {source}" + self._where(info, (key,), unbounded, None)
+            sql = (f"SELECT {self._select(info.schema.field(key))} FROM {source}"
+                   + self._where(info, (key,), unbounded, None))
         else:
             sql = (f"SELECT {self._select(info.schema.field(key))} FROM {table}"
                    + self._where(info, (key,), unbounded, None, segment_ranges(column, lo, width, segments)))
@@ -480,8 +485,8 @@ class _SqlSource:
         One aggregate over the selected rows."""
         columns = ", ".join(self._ident(k) for k in keys)
         nulls = " OR ".join(f"{self._ident(k)} IS NULL" for k in keys)
-        found = self._query(f"SELECT {columns} FROM {self._table(info)}" + self._where(info, keys, request, None, f"({nulls})")
-                            + " LIMIT 1")
+        found = self._query(f"SELECT {columns} FROM {self._table(info)}"
+                            + self._where(info, keys, request, None, f"({nulls})") + " LIMIT 1")
         if found.num_rows:
             return tuple(found.to_pylist()[0].values())
         found = self._query(f"SELECT {columns} FROM {self._table(info)}" + self._where(info, keys, request, None)

@@ -92,7 +92,8 @@ class DatabaseRef(BaseModel):
     @classmethod
     def _password_is_a_reference(cls, value: str | None) -> str | None:
         if value is not None and not PROVIDER_REFERENCE.match(value):
-            raise ValueError("must be a config-provider reference such as ${env:PG_PASSWORD}, never the password itself")
+            raise ValueError("must be a config-provider reference such as ${env:PG_PASSWORD}, "
+                             "never the password itself")
         return value
 
 

@@ -343,7 +343,8 @@ def open_add_connection(page: Any, url: str, hook_name: str) -> Any:
 def test_the_connection_type_dropdown_offers_every_type_the_dags_use(airflow_ui, page):
     from airflow.providers_manager import ProvidersManager
 
-    names = {meta.connection_type: meta.hook_name for meta in ProvidersManager().iter_connection_type_hook_ui_metadata()}
+    names = {meta.connection_type: meta.hook_name
+             for meta in ProvidersManager().iter_connection_type_hook_ui_metadata()}
     used = ["kafka", "kafka_connect", "flink", "postgres", "mysql", "iceberg", "elasticsearch", "schema_registry"]
     page.goto(f"{airflow_ui.url}/connections")
     page.get_by_role("button", name="Add Connection").click()

@@ -105,7 +105,8 @@ def test_postgres_mariadb_and_elasticsearch_run_from_a_clone_other_users_cannot_
     pg = clone.connection("postgres_mesh")
     with psycopg.connect(host=pg["host"], port=pg["port"], user=pg["login"], password=pg["password"],
                          dbname=pg["schema"]) as conn:
-        assert conn.execute("SELECT current_user, to_regclass('public.orders') IS NOT NULL").fetchone() == ("mesh", True)
+        found = conn.execute("SELECT current_user, to_regclass('public.orders') IS NOT NULL").fetchone()
+        assert found == ("mesh", True)
     maria = clone.connection("mariadb_mesh")
     with pymysql.connect(host=maria["host"], port=maria["port"], user=maria["login"], password=maria["password"],
                          database=maria["schema"]) as conn, conn.cursor() as cursor:
@@ -216,7 +217,8 @@ def test_up_restarts_a_connect_worker_whose_password_is_not_the_stack_s(clone: C
     connect, maria = clone.connection("kafka_connect_default"), clone.connection("mariadb_mesh")
     cls = "io.debezium.connector.mariadb.MariaDbConnector"
     config = {"name": "probe", "connector.class": cls, "database.hostname": maria["host"],
-              "database.port": str(maria["port"]), "database.user": "mesh", "database.password": "${env:MESH_DB_PASSWORD}",
+              "database.port": str(maria["port"]), "database.user": "mesh",
+              "database.password": "${env:MESH_DB_PASSWORD}",
               "database.server.id": "5401", "topic.prefix": "probe", "database.include.list": "mesh",
               "schema.history.internal.kafka.topic": "probe-history",
               "schema.history.internal.kafka.bootstrap.servers": "${env:MESH_KAFKA_BOOTSTRAP}"}

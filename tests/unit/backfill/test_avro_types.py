@@ -94,7 +94,8 @@ def test_orders_record_schema():
 
 
 def test_avro_names():
-    assert [avro_name(n) for n in ("orders", "orders-v2", "2024", "a.b", "")] == ["orders", "orders_v2", "_2024", "a_b", "_"]
+    names = ("orders", "orders-v2", "2024", "a.b", "")
+    assert [avro_name(n) for n in names] == ["orders", "orders_v2", "_2024", "a_b", "_"]
 
 
 @pytest.mark.parametrize(("value", "encoded"), [

@@ -75,7 +75,8 @@ def test_sql_range_predicates_use_row_values_quoted_names_and_byte_order_for_tex
         '(("Region Name"::text COLLATE "C"), "id") < (\'us\', 1)')
     assert range_predicate(fields, KeyRange(None, ("o'neil", 2)), "mysql") == (
         "(CAST(`Region Name` AS BINARY), `id`) < ('o''neil', 2)")
-    assert range_predicate([("amount", pa.decimal128(12, 2))], KeyRange("-1.50", None), "postgres") == '"amount" >= -1.50'
+    predicate = range_predicate([("amount", pa.decimal128(12, 2))], KeyRange("-1.50", None), "postgres")
+    assert predicate == '"amount" >= -1.50'
     assert range_predicate([("id", pa.int64())], KeyRange(None, None), "postgres") is None
     with pytest.raises(ValueError, match="not a number"):
         range_predicate([("amount", pa.decimal128(12, 2))], KeyRange("1; DROP", None), "postgres")

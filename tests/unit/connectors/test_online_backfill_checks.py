@@ -158,7 +158,7 @@ Caused by: org.postgresql.util.PSQLException: Database connection failed when re
 Caused by: java.io.EOFException
 \tat org.postgresql.core.PGStream.receiveChar(PGStream.java:489)
 \t... 17 more
-"""
+"""  # noqa: E501 - a real Connect task trace, kept verbatim
 
 
 @pytest.mark.parametrize(("trace", "message"), [
