@@ -503,6 +503,14 @@ class _SqlSource:
             yield _cast(batch, info.schema)
 
 
+def _one_value(cur: Any) -> Any:
+    """The value of a query that answers one row of one column (an aggregate)."""
+    row = cur.fetchone()
+    if row is None:
+        raise RuntimeError("an aggregate query answered no row")
+    return row[0]
+
+
 def merged_segments(lo: int, width: int, segments: list[int]) -> list[tuple[int, int]]:
     """The key ranges ``[a, b)`` of the given segments, adjacent ones merged."""
     spans: list[list[int]] = []
@@ -781,15 +789,15 @@ class MariaDbSource(_SqlSource):
                              database=location.database, charset="utf8mb4", connect_timeout=15,
                              init_command="SET time_zone = '+00:00'") as conn, conn.cursor() as cur:
             cur.execute("SELECT UTC_TIMESTAMP(6)")
-            now = cur.fetchone()[0].replace(tzinfo=dt.timezone.utc)
+            now = _one_value(cur).replace(tzinfo=dt.timezone.utc)
             try:
                 cur.execute("SELECT MIN(trx_started) FROM information_schema.INNODB_TRX "
                             "WHERE trx_mysql_thread_id <> CONNECTION_ID()")
             except pymysql.err.OperationalError:  # 1227: access denied (no PROCESS)
                 return now, None, True
-            oldest = cur.fetchone()[0]
+            oldest = _one_value(cur)
             cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST")
-            sees_others = cur.fetchone()[0] > 1
+            sees_others = _one_value(cur) > 1
         # INNODB_TRX shows every session's transactions only with PROCESS; PROCESSLIST alike.
         return now, oldest.replace(tzinfo=dt.timezone.utc) if oldest else None, not sees_others
 
