@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -37,9 +38,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_SRC = ROOT / "stack"
@@ -63,8 +64,8 @@ class StackError(RuntimeError):
 
 def _versions() -> dict[str, str]:
     versions = {}
-    for line in (STACK_SRC / "versions.env").read_text().splitlines():
-        line = line.strip()
+    for raw in (STACK_SRC / "versions.env").read_text().splitlines():
+        line = raw.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
             versions[key.strip()] = value.strip()
@@ -107,7 +108,7 @@ def log(message: str) -> None:
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     """Run a command, raising StackError with its output when it fails."""
-    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
     if result.returncode != 0:
         raise StackError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
     return result
@@ -160,8 +161,9 @@ def prepare_service_home() -> None:
     SERVICE_HOME_POINTER.write_text(f"{SERVICE_HOME}\n")
 
 
-def check_reachable(services: list["Service"]) -> None:
-    """Before anything starts (after the installs): each service that runs as another user can enter its folders and run its Java.
+def check_reachable(services: list[Service]) -> None:
+    """Before anything starts (after the installs): each service that runs as another user can enter its
+    folders and run its Java.
 
     Raises:
         StackError: One line naming the service, its user, the path and what to do.
@@ -176,7 +178,7 @@ def check_reachable(services: list["Service"]) -> None:
                     break
                 flag = need if step == path else "-x"
                 if subprocess.run(["test", flag, str(step)], user=service.user, group=service.group or service.user,
-                                  cwd="/", capture_output=True).returncode == 0:
+                                  cwd="/", capture_output=True, check=False).returncode == 0:
                     continue
                 raise StackError(
                     f"{service.name} runs as user {service.user}, who cannot {what if step == path else 'enter'} "
@@ -232,7 +234,7 @@ def find_java(min_major: int = 17) -> Path:
 
 
 def _java_major(java: Path) -> int:
-    out = subprocess.run([str(java), "-version"], capture_output=True, text=True).stderr
+    out = subprocess.run([str(java), "-version"], capture_output=True, text=True, check=False).stderr
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     if not match:
         return 0
@@ -402,10 +404,8 @@ class Service:
             log(f"{self.name} ignored signal {self.stop_signal}; killing it")
             os.killpg(pid, signal.SIGKILL)
         # Children that outlived their leader (e.g. a Flink Python worker) go with the group.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -501,7 +501,7 @@ def _pg_after_start() -> None:
 
 def _pg_healthy() -> bool:
     isready = postgres_bin() / "pg_isready"
-    return subprocess.run([str(isready), "-q", "-h", HOST, "-p", str(PORTS["postgres"])]).returncode == 0
+    return subprocess.run([str(isready), "-q", "-h", HOST, "-p", str(PORTS["postgres"])], check=False).returncode == 0
 
 
 POSTGRES = Service(
@@ -602,7 +602,7 @@ def _mariadb_after_start() -> None:
 
 def _mariadb_healthy() -> bool:
     ping = [mariadb_bin("mariadb-admin"), f"--defaults-file={MARIADB_CNF}", "-u", "root", "ping"]
-    return _port_open(PORTS["mariadb"]) and subprocess.run(ping, capture_output=True).returncode == 0
+    return _port_open(PORTS["mariadb"]) and subprocess.run(ping, capture_output=True, check=False).returncode == 0
 
 
 MARIADB = Service(

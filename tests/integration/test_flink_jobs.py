@@ -17,9 +17,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from airflow.sdk.exceptions import AirflowException
 from confluent_kafka import Consumer, Producer
 
-from airflow.sdk.exceptions import AirflowException
 from airflow_mesh.hooks.flink import PYTHON_DRIVER, SQL_RUNNER, FlinkHook
 from airflow_mesh.operators.flink import (
     CancelFlinkJobOperator,

@@ -26,11 +26,11 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from airflow.sdk.exceptions import TaskDeferred
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from psycopg.rows import dict_row
 
-from airflow.sdk.exceptions import TaskDeferred
 from airflow_mesh.connectors.snapshots import (
     ConnectionMismatchError,
     FilterCheckError,

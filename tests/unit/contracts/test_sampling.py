@@ -21,7 +21,7 @@ class TestPlanRanges:
         assert plan_ranges({0: (3, 7), 1: (0, 5)}, 1000) == [PartitionRange(0, 3, 7), PartitionRange(1, 0, 5)]
 
     def test_budget_smaller_than_the_partitions(self):
-        ranges = plan_ranges({p: (0, 10) for p in range(5)}, 3)
+        ranges = plan_ranges(dict.fromkeys(range(5), (0, 10)), 3)
         assert sum(r.size for r in ranges) == 3 and len(ranges) == 3
 
 

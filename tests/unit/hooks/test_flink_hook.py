@@ -114,8 +114,8 @@ class TestJobs:
             {"exceptionName": "java.lang.OldException", "stacktrace": "java.lang.OldException: older",
              "timestamp": 1}]}})
         cause = hook.failure_cause("j1")
-        assert cause.splitlines()[-2:] == ["java.lang.NumberFormatException: For input string: 'abc'. Invalid "
-                                           "character found.", "(in task Source: orders -> Calc (1/1))"]
+        assert cause.splitlines()[-2:] == [("java.lang.NumberFormatException: For input string: 'abc'. Invalid "
+                                            "character found."), "(in task Source: orders -> Calc (1/1))"]
         assert "OldException" not in cause
 
     def test_no_exception_no_cause(self, hook, requests_mock):

@@ -20,7 +20,6 @@ from airflow_mesh.hooks import rest
 from airflow_mesh.hooks.kafka_connect import (
     ConnectorNotFoundError,
     KafkaConnectApiError,
-    KafkaConnectError,
     KafkaConnectHook,
 )
 from airflow_mesh.http import retrying_session
@@ -342,7 +341,7 @@ class ScriptedConnect:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = answer
+            do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = answer  # noqa: N815 - http.server's names
 
             def log_message(self, *args: Any) -> None:
                 pass
