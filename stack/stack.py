@@ -10,9 +10,10 @@ or ``mktemp -d`` folder). Their data then lives in a folder of its own for this 
 ``/var/lib/airflow-mesh/<clone>-<hash of .stack's path>`` (``MESH_SERVICE_ROOT`` moves
 ``/var/lib/airflow-mesh``), named in ``.stack/service-home``, with ``.stack/postgres``, ``.stack/mariadb`` and
 ``.stack/elasticsearch`` as symlinks to it; ``clean`` removes it. Versions are pinned in
-``stack/versions.env``; ports can be moved with ``MESH_*_PORT`` environment variables (kept in ``.stack/ports.json`` by ``up``). ``up`` installs what
-is missing (Maven Central, PyPI, Debian's packages), leaves services that already run alone, and waits
-until each answers its health check; ``down`` stops, by pid, only what ``up`` started.
+``stack/versions.env``; ports can be moved with ``MESH_*_PORT`` environment variables (``up`` keeps them in
+``.stack/ports.json`` for later commands). ``up`` installs what is missing (Maven Central, PyPI, Debian's
+packages), leaves services that already run alone, and waits until each answers its health check; ``down``
+stops, by pid, only what ``up`` started.
 
 The databases' user ``mesh`` has a password made once per stack (``.stack/secrets/db-password``, mode
 0600); ``up`` gives it to both databases (also to users that still have an older one), to Kafka

@@ -13,12 +13,12 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from airflow_mesh.backfill import marks
 from airflow_mesh.backfill.checkpoint import CheckpointStore
 from airflow_mesh.backfill.checksum import batches_checksum, combine, table_checksum
 from airflow_mesh.backfill.errors import PlanError, StaleCheckpointError, TypeMappingError, VerificationError
 from airflow_mesh.backfill.explain import at, reading
 from airflow_mesh.backfill.keys import KeyRange, extend_ranges, plan_ranges, ranges_from_sample
-from airflow_mesh.backfill import marks
 from airflow_mesh.backfill.plan import SEES, BackfillRequest, Mode, job_id, stream_id
 from airflow_mesh.backfill.sources import Source, TableInfo
 from airflow_mesh.backfill.targets import StagingTarget, Target
@@ -604,7 +604,7 @@ def _each_range(work: Callable[[KeyRange], tuple[int, int]], ranges: list[KeyRan
                 on_range(finished[0], len(ranges))
         return result
 
-    return dict(zip([r.id for r in ranges], _parallel(counted, ranges, parallelism)))
+    return dict(zip([r.id for r in ranges], _parallel(counted, ranges, parallelism), strict=False))
 
 
 def source_checksums(source: Source, the_plan: Plan, request: BackfillRequest,

@@ -21,14 +21,26 @@ import pyarrow.parquet as pq
 
 from airflow_mesh.backfill import names
 from airflow_mesh.backfill.convert import conform, from_storage, plain_type, table_from_storage, table_to_storage
-from airflow_mesh.backfill.errors import (PlanError, TargetSchemaError, TargetWriteError, TypeMappingError,
-                                          UnrepresentableValueError)
+from airflow_mesh.backfill.errors import (
+    PlanError,
+    TargetSchemaError,
+    TargetWriteError,
+    TypeMappingError,
+    UnrepresentableValueError,
+)
 from airflow_mesh.backfill.keys import KeyRange, json_value, merged, range_condition
 from airflow_mesh.backfill.sources import DatabaseLocation, PostgresSource, iceberg_filter, merged_segments
 from airflow_mesh.backfill.sqltext import identifier, range_predicate, table_name
-from airflow_mesh.backfill.types import (UnboundedNumericError, elasticsearch_mapping, holds, iceberg_type,
-                                         json_storage_type, postgres_ddl_type, postgres_storage_type, type_problems)
-
+from airflow_mesh.backfill.types import (
+    UnboundedNumericError,
+    elasticsearch_mapping,
+    holds,
+    iceberg_type,
+    json_storage_type,
+    postgres_ddl_type,
+    postgres_storage_type,
+    type_problems,
+)
 
 Keys = tuple[str, ...]
 
@@ -303,7 +315,7 @@ class IcebergTarget:
         rows = [tuple(json_value(v) for v in row.values()) for row in keys.select(list(self.keys)).to_pylist()]
         if len(self.keys) == 1:
             return In(self.keys[0], {row[0] for row in rows})
-        matches = [And(*[EqualTo(k, v) for k, v in zip(self.keys, row)]) for row in rows]
+        matches = [And(*[EqualTo(k, v) for k, v in zip(self.keys, row, strict=False)]) for row in rows]
         return matches[0] if len(matches) == 1 else Or(*matches)
 
     def apply_changes(self, key_range: KeyRange, upserts: pa.Table, deletes: pa.Table) -> None:
@@ -517,7 +529,7 @@ class PostgresTarget:
         cur.adbc_ingest(stage, table_to_storage(data, pa.schema([pa.field(n, t) for n, t in text.items()])),
                         mode="create", temporary=True)
         columns = [identifier(n, "postgres") for n in storage]
-        values = [f"CAST({c} AS {self._columns[n]['type']})" for n, c in zip(storage, columns)]
+        values = [f"CAST({c} AS {self._columns[n]['type']})" for n, c in zip(storage, columns, strict=False)]
         cur.execute(f"INSERT INTO {self._quoted} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {stage}")
         cur.execute(f"DROP TABLE {stage}")
 
@@ -770,7 +782,7 @@ class ElasticsearchTarget:
             keep = set(ids)
             stale = [hit["_id"] for hit in self._documents_in(key_range, False) if hit["_id"] not in keep]
         actions = [{"_op_type": "delete", "_index": self.index, "_id": doc_id} for doc_id in stale]
-        actions += [{"_index": self.index, "_id": doc_id, "_source": doc} for doc_id, doc in zip(ids, documents)]
+        actions += [{"_index": self.index, "_id": doc_id, "_source": doc} for doc_id, doc in zip(ids, documents, strict=False)]
         try:
             helpers.bulk(self.client.options(request_timeout=120), actions, chunk_size=5000)
         except helpers.BulkIndexError as exc:

@@ -86,7 +86,7 @@ def storage_path(uri: str) -> tuple[str, str]:
         uri: e.g. ``file:/work/.stack/flink/checkpoints``.
 
     Returns:
-        ``(uri for pyarrow, path)``, e.g. ``("file:///work/.stack/flink/checkpoints", "/work/.stack/flink/checkpoints")``.
+        ``(uri for pyarrow, path)``, e.g. ``("file:///work/cp", "/work/cp")`` for ``file:/work/cp``.
     """
     if uri.startswith("file:"):
         path = "/" + uri.removeprefix("file:").lstrip("/")

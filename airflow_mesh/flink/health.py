@@ -273,7 +273,7 @@ def assess(observation: Observation, policy: HealthPolicy, since_ms: int | None 
     if state in ENDED_STATES:
         reasons.append(f"the job is {state}, it no longer runs")
     if recent > policy.max_restarts:
-        if recovered:
+        if recovered and completed is not None:
             notes.append(f"recovered: {recent} failures in the last {policy.restart_window:.0f}s, "
                          f"checkpoint {completed['id']} completed after the latest")
         else:

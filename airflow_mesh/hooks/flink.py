@@ -12,10 +12,6 @@ from typing import Any
 import requests
 from asgiref.sync import sync_to_async
 
-from airflow_mesh.flink_runtime.sql_job import parse_error_line
-from airflow_mesh.hooks.forms import FLINK
-from airflow_mesh.hooks.rest import RestApiHook
-from airflow_mesh.http import DEFAULT_TIMEOUT
 from airflow_mesh.flink.checkpoints import JobRecord, latest_checkpoint, record_path, storage_path
 from airflow_mesh.flink.health import (
     ENDED_STATES,
@@ -27,6 +23,10 @@ from airflow_mesh.flink.health import (
     assess,
     checkpoint_interval,
 )
+from airflow_mesh.flink_runtime.sql_job import parse_error_line
+from airflow_mesh.hooks.forms import FLINK
+from airflow_mesh.hooks.rest import RestApiHook
+from airflow_mesh.http import DEFAULT_TIMEOUT
 
 PYTHON_DRIVER = "org.apache.flink.client.python.PythonDriver"
 SQL_RUNNER = Path(__file__).resolve().parent.parent / "flink_runtime" / "sql_job.py"
@@ -158,7 +158,7 @@ class FlinkHook(RestApiHook):
             errors = [response.text]
         job_missing = response.status_code == 404 and any("NotFoundException" in error for error in errors)
         error_class = FlinkJobNotFoundError if job_missing else FlinkApiError
-        return error_class(response.request.method, response.url, response.status_code, errors)
+        return error_class(response.request.method or "?", response.url, response.status_code, errors)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
@@ -527,7 +527,8 @@ class FlinkHook(RestApiHook):
                 job_id = record.job_id if record else None
             checkpoint = self.latest_retained_checkpoint(job_id) if job_id else None
         except (FlinkError, requests.RequestException, OSError) as exc:
-            return f"{what} is unknown to the Flink cluster at {self.base_url}; its checkpoints could not be read: {exc}"
+            return (f"{what} is unknown to the Flink cluster at {self.base_url}; its checkpoints could not be "
+                    f"read: {exc}")
         where = (f"its latest retained checkpoint is {checkpoint}: SubmitFlinkJobOperator resumes it from there"
                  if checkpoint else "no retained checkpoint of it was found")
         last = f" (it last ran as {job_id})" if job_id and job_name else ""
@@ -737,7 +738,7 @@ class FlinkHook(RestApiHook):
         python_jar = self._conn.extra_dejson.get("python_jar")
         if not python_jar:
             raise FlinkError(
-                f"connection {self.flink_conn_id!r}: the cluster has no flink-python jar uploaded and the "
+                f"connection {self.conn_id!r}: the cluster has no flink-python jar uploaded and the "
                 "connection has no 'python_jar' extra naming one to upload"
             )
         return self.upload_jar(python_jar)

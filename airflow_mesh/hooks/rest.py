@@ -6,8 +6,8 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 import requests
-
 from airflow.sdk import BaseHook
+
 from airflow_mesh.http import DEFAULT_TIMEOUT, retrying_session
 
 

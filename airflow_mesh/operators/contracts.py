@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message
-
 from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
 from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from confluent_kafka import Consumer, KafkaError, Message
+
 from airflow_mesh.contracts.repository import ContractError, ContractRepository, load_repository
 from airflow_mesh.contracts.sampling import (
     TopicNotFoundError,

@@ -28,10 +28,9 @@ from typing import Any
 
 import psycopg
 import pymysql
-from psycopg.conninfo import make_conninfo
-
 from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
 from airflow.sdk import BaseHook, BaseOperator
+from psycopg.conninfo import make_conninfo
 
 from airflow_mesh.backfill.explain import explain
 from airflow_mesh.connectors.snapshots import (

@@ -291,7 +291,7 @@ class _JobOperator(_FlinkOperator):
             except FlinkJobNotFoundError:
                 jobs = []
         else:
-            jobs = [job["jid"] for job in self.hook.find_jobs(self.job_name, active_only=True)]
+            jobs = [job["jid"] for job in self.hook.find_jobs(str(self.job_name), active_only=True)]
         if not jobs and not self.ignore_missing:
             raise AirflowException(f"no running Flink job {self.job_id or self.job_name!r}")
         return jobs

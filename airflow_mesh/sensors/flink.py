@@ -127,7 +127,7 @@ class FlinkJobHealthSensor(BaseSensorOperator):
     def poke(self, context: Any) -> bool:
         since_ms = self._since_ms(context)
         try:
-            job_id = self.job_id or self.hook.latest_job_id(self.job_name)
+            job_id = self.job_id or self.hook.latest_job_id(str(self.job_name))
             if job_id is None:
                 raise AirflowException(self.hook.vanished_message(self.job_name, None))
             health = self.hook.job_health(job_id, self.policy, since_ms)

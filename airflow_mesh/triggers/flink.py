@@ -82,7 +82,7 @@ class FlinkJobHealthTrigger(BaseTrigger):
         try:
             while True:
                 try:
-                    job_id = self.job_id or await hook.alatest_job_id(self.job_name)
+                    job_id = self.job_id or await hook.alatest_job_id(str(self.job_name))
                     if job_id is None:
                         raise FlinkJobNotFoundError("GET", hook.base_url, 404, [])
                     health = await hook.ajob_health(job_id, policy, self.since_ms)

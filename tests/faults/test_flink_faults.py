@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from airflow.sdk.exceptions import AirflowException
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from airflow.sdk.exceptions import AirflowException
 from airflow_mesh.flink.health import HealthPolicy, Verdict
 from airflow_mesh.hooks.flink import FlinkHook
 from airflow_mesh.operators.flink import CancelFlinkJobOperator, FlinkProcessor, SubmitFlinkJobOperator
@@ -168,8 +168,8 @@ def test_a_taskmanager_loss_is_never_reported_healthy_and_recovery_is(pipeline, 
         if flink_knew_ms is None and not FlinkHook.is_fully_running(job):
             flink_knew_ms = int(time.time() * 1000)
         health = flink.job_health(job_id, policy, since_ms=killed_ms)
-        assert health.verdict() is not Verdict.DONE, f"healthy {time.time() * 1000 - killed_ms:.0f} ms after " \
-                                                     f"the TaskManager was killed: {health.summary()}"
+        assert health.verdict() is not Verdict.DONE, (f"healthy {time.time() * 1000 - killed_ms:.0f} ms after "
+                                                      f"the TaskManager was killed: {health.summary()}")
         if reported_ms is None and health.health.value != "healthy":
             reported_ms = int(time.time() * 1000)
         time.sleep(1)

@@ -27,7 +27,7 @@ def test_latest_is_the_maximum_complete(entries):
 
 
 @pytest.mark.parametrize(("uri", "expected"), [
-    ("file:/work/.stack/flink/checkpoints", ("file:///work/.stack/flink/checkpoints", "/work/.stack/flink/checkpoints")),
+    ("file:/work/.stack/flink/cp", ("file:///work/.stack/flink/cp", "/work/.stack/flink/cp")),
     ("file:///work/cp", ("file:///work/cp", "/work/cp")),
     ("/work/cp", ("file:///work/cp", "/work/cp")),
     ("s3://bucket/flink/cp", ("s3://bucket/flink/cp", "bucket/flink/cp")),

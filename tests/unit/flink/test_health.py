@@ -124,8 +124,8 @@ class TestCheckpointAge:
     def test_bounded_by_a_multiple_of_the_jobs_interval(self):
         health = assess(observe(ack_ago=31 * S, interval=10.0), POLICY)
         assert health.health is Health.PENDING
-        assert health.reasons == ("no checkpoint completed in the last 31s (more than 30s, the job checkpoints "
-                                  "every 10s)",)
+        assert health.reasons == (("no checkpoint completed in the last 31s (more than 30s, the job checkpoints "
+                                  "every 10s)"),)
 
     def test_within_the_bound(self):
         assert assess(observe(ack_ago=29 * S, interval=10.0), POLICY).health is Health.HEALTHY

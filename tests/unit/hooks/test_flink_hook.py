@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from airflow_mesh.flink.health import Health, HealthPolicy
 from airflow_mesh.flink_runtime.sql_job import ScriptError, error_line, parse_error_line, parse_set
 from airflow_mesh.hooks.flink import (
     PYTHON_DRIVER,
@@ -25,7 +26,6 @@ from airflow_mesh.hooks.flink import (
     SavepointError,
     stack_trace_summary,
 )
-from airflow_mesh.flink.health import Health, HealthPolicy
 
 CONN_ID = "flink_test"
 URL = "http://flink.test:8081"
@@ -138,8 +138,8 @@ class TestHealth:
             {"exceptionName": "x", "stacktrace": TRACE, "timestamp": ts} for ts in failures]}})
         if checkpoint_ack is None:
             requests_mock.get(f"{URL}/jobs/j1/checkpoints/config", status_code=404, json={"errors": [
-                "org.apache.flink.runtime.rest.handler.RestHandlerException: Checkpointing is not enabled for "
-                "this job (j1)."]})
+                ("org.apache.flink.runtime.rest.handler.RestHandlerException: Checkpointing is not enabled for "
+                "this job (j1).")]})
         else:
             requests_mock.get(f"{URL}/jobs/j1/checkpoints/config", json={"interval": 1_000, "timeout": 60_000})
             requests_mock.get(f"{URL}/jobs/j1/checkpoints", json={"latest": {"completed": {
