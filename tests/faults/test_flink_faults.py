@@ -177,12 +177,14 @@ def test_a_taskmanager_loss_is_never_reported_healthy_and_recovery_is(pipeline, 
     assert reported_ms is not None and reported_ms <= flink_knew_ms + 1_000
 
     taskmanager.up()
+    back = time.monotonic()
     # Flink restarted the job several times while it had no slots: its restart count never goes down,
     # yet a job that recovered and checkpoints is healthy, for a sensor and for a retried submission.
     sensor = FlinkJobHealthSensor(task_id="health", job_id=job_id, max_restarts=1, poke_interval=2, timeout=180,
                                   mode="poke")
     started = time.monotonic()
     sensor.execute({})
+    healthy_after = time.monotonic() - back
     assert flink.get_restarts(job_id) >= 1
     assert time.monotonic() - started < 180
     assert pipeline.submit() == job_id  # reconnects, does not fail on Flink's restart count
@@ -194,7 +196,7 @@ def test_a_taskmanager_loss_is_never_reported_healthy_and_recovery_is(pipeline, 
     duplicates = sum(count - 1 for count in seen.values())
     print(f"TaskManager loss: {len(sent)} sent, {len(lost)} lost, {duplicates} duplicates; "
           f"Flink noticed after {(flink_knew_ms - killed_ms) / 1000:.1f}s, the provider after "
-          f"{(reported_ms - killed_ms) / 1000:.1f}s")
+          f"{(reported_ms - killed_ms) / 1000:.1f}s; healthy again {healthy_after:.1f}s after the TaskManager was back")
     assert not lost
 
 
