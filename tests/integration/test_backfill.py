@@ -105,6 +105,14 @@ def test_mariadb_to_iceberg_and_iceberg_to_postgres(mariadb_table, iceberg_catal
             conn.execute(f"DROP TABLE IF EXISTS {pg_name}")
 
 
+def done_ranges(checkpoints: Path) -> int:
+    """Ranges a run recorded as done; 0 before it made its checkpoint file and tables."""
+    try:
+        return sqlite3.connect(checkpoints).execute("SELECT count(*) FROM done_ranges").fetchone()[0]
+    except sqlite3.OperationalError:  # the file exists, its tables not yet
+        return 0
+
+
 def test_sigkill_mid_run_then_resume_leaves_every_row_exactly_once(pg_table, iceberg_catalog, tmp_path):
     checkpoints = tmp_path / "cp.sqlite"
     c = json.loads(os.environ["AIRFLOW_CONN_POSTGRES_MESH"])
@@ -116,8 +124,7 @@ def test_sigkill_mid_run_then_resume_leaves_every_row_exactly_once(pg_table, ice
     run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # kill it once some, but not all, of the 40 ranges are done
-        if checkpoints.exists() and sqlite3.connect(checkpoints).execute(
-                "SELECT count(*) FROM done_ranges").fetchone()[0] >= 5:
+        if done_ranges(checkpoints) >= 5:
             break
         time.sleep(0.05)
     run.send_signal(signal.SIGKILL)
