@@ -84,6 +84,10 @@ class HealthPolicy:
         max_checkpoint_age: Seconds the latest completed checkpoint may be old, instead of the
             factor; None: use the factor.
         healthy_for: Seconds the job must have been healthy for a wait to be over.
+        progress_check: Also require progress: a source with records waiting in its input
+            (Flink's ``pendingRecords``, e.g. Kafka lag) must have read some in the last minute
+            (its ``numRecordsOutPerSecond``, a one-minute rate). Catches a job that runs and
+            checkpoints but reads nothing while its topic grows.
     """
 
     max_restarts: int = 3
@@ -91,6 +95,7 @@ class HealthPolicy:
     checkpoint_age_factor: float | None = 3.0
     max_checkpoint_age: float | None = None
     healthy_for: float = 5.0
+    progress_check: bool = False
 
     def checkpoint_age_limit(self, interval: float | None) -> float | None:
         """Seconds the latest checkpoint may be old for a job checkpointing every ``interval`` seconds.
@@ -109,6 +114,21 @@ class HealthPolicy:
 
 
 @dataclass(frozen=True)
+class SourceProgress:
+    """What one source operator of a job reports about its input.
+
+    Attributes:
+        name: The operator's name in Flink's metrics (e.g. ``Source__orders[1]``).
+        pending: Records waiting in its input (Flink's ``pendingRecords``, summed over subtasks).
+        rate: Records it read per second over the last minute (``numRecordsOutPerSecond``, summed).
+    """
+
+    name: str
+    pending: float
+    rate: float
+
+
+@dataclass(frozen=True)
 class Observation:
     """Flink's answers about one job at one moment.
 
@@ -119,6 +139,7 @@ class Observation:
         exceptions: ``GET /jobs/{id}/exceptions``'s ``exceptionHistory.entries``, newest first.
         checkpoints: ``GET /jobs/{id}/checkpoints``; None when checkpointing is off.
         checkpoint_interval: The job's checkpoint interval in seconds; None when checkpointing is off.
+        sources: Each source operator's progress, when fetched (for ``HealthPolicy.progress_check``).
     """
 
     job: dict[str, Any]
@@ -126,6 +147,7 @@ class Observation:
     exceptions: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: dict[str, Any] | None = None
     checkpoint_interval: float | None = None
+    sources: tuple[SourceProgress, ...] = ()
 
 
 def checkpoint_interval(config: dict[str, Any] | None) -> float | None:
@@ -296,6 +318,9 @@ def assess(observation: Observation, policy: HealthPolicy, since_ms: int | None 
     if age is not None and limit is not None and age > limit:
         reasons.append(f"no checkpoint completed in the last {age:.0f}s "
                        f"(more than {limit:.0f}s, {_interval_text(observation.checkpoint_interval)})")
+    if policy.progress_check:
+        reasons += [f"source {source.name} has {source.pending:.0f} records waiting and read none in the last minute"
+                    for source in observation.sources if source.pending > 0 and source.rate == 0]
     healthy_since = max(running_since, last_failure, since_ms or 0)
     health = Health.PENDING if reasons else Health.HEALTHY
     healthy_seconds = max(0.0, (now - healthy_since) / 1000) if health is Health.HEALTHY else 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import time
 import uuid
 from dataclasses import replace
@@ -19,6 +20,7 @@ from airflow_mesh.flink.health import (
     HealthPolicy,
     JobHealth,
     Observation,
+    SourceProgress,
     Verdict,
     assess,
     checkpoint_interval,
@@ -29,9 +31,13 @@ from airflow_mesh.hooks.rest import RestApiHook
 from airflow_mesh.http import DEFAULT_TIMEOUT
 
 PYTHON_DRIVER = "org.apache.flink.client.python.PythonDriver"
+# A source operator's records waiting in its input, e.g. ``Source__orders[1].pendingRecords``.
+_SOURCE_PENDING = re.compile(r"^Source__.+\.pendingRecords$")
 SQL_RUNNER = Path(__file__).resolve().parent.parent / "flink_runtime" / "sql_job.py"
 # Flink's answer when a program run through the PythonDriver exits with an error before making a job.
 PYTHON_PROCESS_FAILED = "Python process exits with code"
+# Flink's answer when it lost the id of the job a program submitted (the job runs nonetheless).
+NO_JOBS_IN_APPLICATION = "No jobs included in application"
 
 
 def stack_trace_summary(stack_trace: str) -> str:
@@ -141,6 +147,8 @@ class FlinkHook(RestApiHook):
     conn_type = "flink"
     hook_name = FLINK.hook_name
     default_port = 8081
+    # Seconds to look for a job by its name when Flink lost the id of the job a program submitted.
+    lost_job_wait = 10.0
 
     def __init__(self, flink_conn_id: str = default_conn_name, timeout: float = DEFAULT_TIMEOUT,
                  retries: int = 5) -> None:
@@ -314,11 +322,36 @@ class FlinkHook(RestApiHook):
                 return None
             raise
 
-    def observe(self, job_id: str) -> Observation:
+    def source_progress(self, job: dict[str, Any]) -> tuple[SourceProgress, ...]:
+        """Each source operator's records waiting and read rate (``pendingRecords``, ``numRecordsOutPerSecond``).
+
+        Args:
+            job: ``GET /jobs/{id}`` of a running job.
+
+        Returns:
+            One entry per source operator that reports ``pendingRecords`` (Kafka's sources do).
+        """
+        progress = []
+        for vertex in job.get("vertices", []):
+            if not vertex.get("name", "").startswith("Source"):
+                continue
+            path = f"/jobs/{job['jid']}/vertices/{vertex['id']}/subtasks"
+            names = [metric["id"] for metric in self._request("GET", f"{path}/0/metrics")]
+            for pending in (name for name in names if _SOURCE_PENDING.match(name)):
+                operator = pending.rsplit(".", 1)[0]
+                rate = f"{operator}.numRecordsOutPerSecond"
+                values = {metric["id"]: metric.get("sum", 0.0) for metric in
+                          self._request("GET", f"{path}/metrics", params={"get": f"{pending},{rate}"})}
+                if values.get(pending, -1) >= 0:
+                    progress.append(SourceProgress(operator, values[pending], values.get(rate, 0.0)))
+        return tuple(progress)
+
+    def observe(self, job_id: str, progress: bool = False) -> Observation:
         """Flink's answers about a job that ``assess`` judges: details, restarts, failures, checkpoints.
 
         Args:
             job_id: The job.
+            progress: Also fetch its sources' progress (for ``HealthPolicy.progress_check``).
 
         Raises:
             FlinkJobNotFoundError: the cluster does not know the job.
@@ -331,6 +364,7 @@ class FlinkHook(RestApiHook):
             exceptions=self.get_exceptions(job_id).get("exceptionHistory", {}).get("entries", []),
             checkpoints=self.get_checkpoints(job_id) if interval is not None else None,
             checkpoint_interval=interval,
+            sources=self.source_progress(job) if progress and job.get("state") == "RUNNING" else (),
         )
 
     def job_health(self, job_id: str, policy: HealthPolicy, since_ms: int | None = None) -> JobHealth:
@@ -347,7 +381,7 @@ class FlinkHook(RestApiHook):
         Raises:
             FlinkJobNotFoundError: the cluster does not know the job.
         """
-        health = assess(self.observe(job_id), policy, since_ms)
+        health = assess(self.observe(job_id, policy.progress_check), policy, since_ms)
         if health.health is Health.FAILED:
             health = replace(health, failure=self.failure_cause(job_id))
         return health
@@ -782,15 +816,34 @@ class FlinkHook(RestApiHook):
         args = ["--sql-base64", base64.b64encode(script.encode()).decode(), "--submission-id", submission_id]
         if job_name:
             args += ["--job-name", job_name]
+        started_ms = int(time.time() * 1000) - 1000
         try:
             return self.submit_python(runner, args, **run_options)
         except FlinkApiError as exc:
+            if NO_JOBS_IN_APPLICATION in exc.message and job_name:
+                # Flink 2.2's jar-run handler sometimes loses the id of the job the program submitted
+                # (a race with the Python process exiting): the job runs; find it by its name.
+                job_id = self._job_submitted_since(job_name, started_ms)
+                if job_id is None:
+                    raise
+                self.log.warning("Flink answered %r but the program had submitted job %s (%s): using it",
+                                 exc.message, job_name, job_id)
+                return job_id
             if PYTHON_PROCESS_FAILED not in exc.message:
                 raise
             report = self._sql_runner_report(submission_id)
             if report is None:
                 raise
             raise FlinkProgramError(stack_trace_summary(report["error"]), report.get("statement")) from exc
+
+    def _job_submitted_since(self, job_name: str, since_ms: int) -> str | None:
+        """The newest job of that name started since ``since_ms`` (waiting up to ``lost_job_wait`` s for it), if any."""
+        deadline = time.monotonic() + self.lost_job_wait
+        while True:
+            jobs = [job for job in self.find_jobs(job_name) if job["start-time"] >= since_ms]
+            if jobs or time.monotonic() > deadline:
+                return jobs[0]["jid"] if jobs else None
+            time.sleep(0.5)
 
     def _sql_runner_report(self, submission_id: str) -> dict[str, Any] | None:
         """What the SQL runner logged about a failed submission, from the JobManager's log (None if absent)."""

@@ -53,6 +53,8 @@ class FlinkJobHealthSensor(BaseSensorOperator):
             skips the check.
         max_checkpoint_age: Seconds the latest checkpoint may be old, instead of the factor.
         healthy_for: Seconds the job must stay healthy.
+        progress_check: Also require each source with records waiting to have read some in the
+            last minute (catches a job that runs and checkpoints but reads nothing while its topic grows).
         deferrable: Hand the wait to a trigger that polls asynchronously and holds no worker slot
             (default: Airflow's ``[operators] default_deferrable``, read when the sensor is created).
 
@@ -66,8 +68,8 @@ class FlinkJobHealthSensor(BaseSensorOperator):
     def __init__(self, *, job_id: str | None = None, job_name: str | None = None,
                  flink_conn_id: str = FlinkHook.default_conn_name, max_restarts: int = 3,
                  restart_window: float = 600.0, checkpoint_age_factor: float | None = 3.0,
-                 max_checkpoint_age: float | None = None, healthy_for: float = 5.0, deferrable: bool | None = None,
-                 **kwargs: Any) -> None:
+                 max_checkpoint_age: float | None = None, healthy_for: float = 5.0, progress_check: bool = False,
+                 deferrable: bool | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("poke_interval", 5)
         super().__init__(**kwargs)
         if (job_id is None) == (job_name is None):
@@ -80,6 +82,7 @@ class FlinkJobHealthSensor(BaseSensorOperator):
         self.checkpoint_age_factor = checkpoint_age_factor
         self.max_checkpoint_age = max_checkpoint_age
         self.healthy_for = healthy_for
+        self.progress_check = progress_check
         self.deferrable = (conf.getboolean("operators", "default_deferrable", fallback=False)
                            if deferrable is None else deferrable)
         self._first_poke_ms: int | None = None
@@ -92,7 +95,7 @@ class FlinkJobHealthSensor(BaseSensorOperator):
     def policy(self) -> HealthPolicy:
         """The sensor's thresholds."""
         return HealthPolicy(self.max_restarts, self.restart_window, self.checkpoint_age_factor,
-                            self.max_checkpoint_age, self.healthy_for)
+                            self.max_checkpoint_age, self.healthy_for, self.progress_check)
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
@@ -108,6 +111,7 @@ class FlinkJobHealthSensor(BaseSensorOperator):
                 checkpoint_age_factor=self.checkpoint_age_factor,
                 max_checkpoint_age=self.max_checkpoint_age,
                 healthy_for=self.healthy_for,
+                progress_check=self.progress_check,
                 since_ms=int(time.time() * 1000),
             ),
             method_name="execute_complete",

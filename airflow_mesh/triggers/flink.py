@@ -35,6 +35,7 @@ class FlinkJobHealthTrigger(BaseTrigger):
         checkpoint_age_factor: How many checkpoint intervals old the latest checkpoint may be.
         max_checkpoint_age: Seconds the latest checkpoint may be old, instead of the factor.
         healthy_for: Seconds the job must stay healthy before the wait is over.
+        progress_check: Also require each source with records waiting to have read some in the last minute.
         since_ms: When the wait began (ms since the epoch); default: when the trigger was made.
 
     Yields:
@@ -44,7 +45,7 @@ class FlinkJobHealthTrigger(BaseTrigger):
     def __init__(self, job_id: str | None = None, job_name: str | None = None,
                  flink_conn_id: str = FlinkHook.default_conn_name, poll_interval: float = 5.0,
                  max_restarts: int = 3, restart_window: float = 600.0, checkpoint_age_factor: float | None = 3.0,
-                 max_checkpoint_age: float | None = None, healthy_for: float = 5.0,
+                 max_checkpoint_age: float | None = None, healthy_for: float = 5.0, progress_check: bool = False,
                  since_ms: int | None = None) -> None:
         super().__init__()
         self.job_id = job_id
@@ -56,6 +57,7 @@ class FlinkJobHealthTrigger(BaseTrigger):
         self.checkpoint_age_factor = checkpoint_age_factor
         self.max_checkpoint_age = max_checkpoint_age
         self.healthy_for = healthy_for
+        self.progress_check = progress_check
         self.since_ms = since_ms if since_ms is not None else int(time.time() * 1000)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -71,6 +73,7 @@ class FlinkJobHealthTrigger(BaseTrigger):
                 "checkpoint_age_factor": self.checkpoint_age_factor,
                 "max_checkpoint_age": self.max_checkpoint_age,
                 "healthy_for": self.healthy_for,
+                "progress_check": self.progress_check,
                 "since_ms": self.since_ms,
             },
         )
@@ -78,7 +81,7 @@ class FlinkJobHealthTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = FlinkHook(self.flink_conn_id, timeout=POLL_REQUEST_TIMEOUT, retries=1)
         policy = HealthPolicy(self.max_restarts, self.restart_window, self.checkpoint_age_factor,
-                              self.max_checkpoint_age, self.healthy_for)
+                              self.max_checkpoint_age, self.healthy_for, self.progress_check)
         try:
             while True:
                 try:

@@ -181,7 +181,7 @@ def test_a_taskmanager_loss_is_never_reported_healthy_and_recovery_is(pipeline, 
     # Flink restarted the job several times while it had no slots: its restart count never goes down,
     # yet a job that recovered and checkpoints is healthy, for a sensor and for a retried submission.
     sensor = FlinkJobHealthSensor(task_id="health", job_id=job_id, max_restarts=1, poke_interval=2, timeout=180,
-                                  mode="poke")
+                                  mode="poke", progress_check=True)
     started = time.monotonic()
     sensor.execute({})
     healthy_after = time.monotonic() - back

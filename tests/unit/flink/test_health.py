@@ -11,6 +11,7 @@ from airflow_mesh.flink.health import (
     Health,
     HealthPolicy,
     Observation,
+    SourceProgress,
     Verdict,
     assess,
     checkpoint_age,
@@ -147,6 +148,28 @@ class TestCheckpointAge:
         answer = job()
         assert checkpoint_age(answer, checkpoints(4_500)) == 4.5
         assert checkpoint_age(answer, checkpoints(None)) == 900.0
+
+
+class TestProgress:
+    def observe_sources(self, *sources: SourceProgress) -> Observation:
+        return Observation(job(), 0, [], checkpoints(1 * S), 10.0, sources)
+
+    def test_a_source_with_records_waiting_that_reads_none_is_stalled(self):
+        stalled = self.observe_sources(SourceProgress("Source__orders[1]", 1200, 0.0),
+                                       SourceProgress("Source__customers[2]", 0, 0.0))
+        health = assess(stalled, HealthPolicy(progress_check=True))
+        assert health.health is Health.PENDING
+        assert health.reasons == ("source Source__orders[1] has 1200 records waiting and read none in the last "
+                                  "minute",)
+
+    def test_reading_or_caught_up_is_progress(self):
+        flowing = self.observe_sources(SourceProgress("Source__orders[1]", 30, 20.5),
+                                       SourceProgress("Source__customers[2]", 0, 0.0))
+        assert assess(flowing, HealthPolicy(progress_check=True)).health is Health.HEALTHY
+
+    def test_off_by_default(self):
+        stalled = self.observe_sources(SourceProgress("Source__orders[1]", 1200, 0.0))
+        assert assess(stalled, HealthPolicy()).health is Health.HEALTHY
 
 
 @pytest.mark.parametrize(("config", "expected"), [

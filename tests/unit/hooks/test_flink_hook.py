@@ -178,6 +178,20 @@ class TestHealth:
                                                     r"not answer: connection refused"):
             hook.wait_until_healthy("j1", timeout=0, poll_interval=0)
 
+    def test_source_progress_reads_each_source_operators_metrics(self, hook, requests_mock):
+        answer = {**job(), "vertices": [{"id": "v1", "name": "Source: orders[1] -> Calc[2]", "status": "RUNNING"},
+                                        {"id": "v2", "name": "mesh_output[3]: Writer", "status": "RUNNING"}]}
+        requests_mock.get(f"{URL}/jobs/j1/vertices/v1/subtasks/0/metrics", json=[
+            {"id": "Source__orders[1].pendingRecords"}, {"id": "Source__orders[1].numRecordsOutPerSecond"},
+            {"id": "numRecordsOut"}])
+        requests_mock.get(f"{URL}/jobs/j1/vertices/v1/subtasks/metrics", json=[
+            {"id": "Source__orders[1].pendingRecords", "sum": 1200.0},
+            {"id": "Source__orders[1].numRecordsOutPerSecond", "sum": 0.0}])
+        progress = hook.source_progress(answer)
+        assert [(p.name, p.pending, p.rate) for p in progress] == [("Source__orders[1]", 1200.0, 0.0)]
+        assert requests_mock.last_request.qs == {"get": [("source__orders[1].pendingrecords,"
+                                                         "source__orders[1].numrecordsoutpersecond")]}
+
     def test_the_async_twin_answers_the_same(self, hook, requests_mock):
         self.mock_job(requests_mock, job())
         requests_mock.get(f"{URL}/jobs/overview", json={"jobs": [{"jid": "j1", "name": "orders", "state": "RUNNING",
@@ -260,6 +274,27 @@ class TestSubmission:
         requests_mock.get(f"{URL}/jobmanager/log", status_code=404, json={"errors": ["Not found: /jobmanager/log"]})
         with pytest.raises(FlinkApiError, match="Python process exits with code: 1"):
             hook.submit_sql("INSERT INTO a SELECT 1;")
+
+    def test_a_job_whose_id_flink_lost_is_found_by_its_name(self, hook, requests_mock, jars):
+        """Flink 2.2 sometimes answers "No jobs included in application" for a program that did submit its job."""
+        import time
+
+        requests_mock.post(f"{URL}/jars/{JAR}/run", **flink_error(
+            400, "org.apache.flink.runtime.rest.handler.RestHandlerException: No jobs included in application."))
+        now = int(time.time() * 1000)
+        requests_mock.get(f"{URL}/jobs/overview", json={"jobs": [
+            {"jid": "old", "name": "orders", "state": "CANCELED", "start-time": now - 3_600_000},
+            {"jid": "new", "name": "orders", "state": "RUNNING", "start-time": now},
+            {"jid": "other", "name": "payments", "state": "RUNNING", "start-time": now}]})
+        assert hook.submit_sql("INSERT INTO a SELECT 1;", job_name="orders") == "new"
+
+    def test_without_a_job_of_that_name_the_error_stands(self, hook, requests_mock, jars):
+        requests_mock.post(f"{URL}/jars/{JAR}/run", **flink_error(
+            400, "org.apache.flink.runtime.rest.handler.RestHandlerException: No jobs included in application."))
+        requests_mock.get(f"{URL}/jobs/overview", json={"jobs": []})
+        hook.lost_job_wait = 0.0
+        with pytest.raises(FlinkApiError, match="No jobs included in application"):
+            hook.submit_sql("INSERT INTO a SELECT 1;", job_name="orders")
 
     def test_the_python_jar_is_uploaded_when_the_cluster_has_none(self, monkeypatch, requests_mock, tmp_path):
         jar = tmp_path / "flink-python-2.2.1.jar"
