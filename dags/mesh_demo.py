@@ -221,7 +221,7 @@ def mesh_demo():
 
     deployed = DeployConnectorOperator(task_id="deploy_connector", spec_path=str(PG_SPEC))
     healthy = ConnectorHealthSensor(task_id="connector_healthy", connector_name=CDC["name"], restart_failed_tasks=1,
-                                    poke_interval=2, timeout=300, mode="poke")
+                                    poke_interval=2, timeout=300, deferrable=True)
     open_orders = SubmitFlinkJobOperator(
         task_id="submit_cdc_processor",
         job_name="mesh-demo-open-orders-{{ ti.xcom_pull(task_ids='create_topics')['run'] }}",

@@ -8,7 +8,7 @@
 
 Each job is named after the prefix, so running the DAG again reconnects to the jobs that run rather
 than submitting copies. The first task prints the processors this installation has registered.
-Set Airflow's ``[operators] default_deferrable = True`` to wait for health in the triggerer.
+The health sensors are deferrable: they wait in Airflow's triggerer, holding no worker slot.
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def run_processors():
     )
     paid_orders_healthy = FlinkJobHealthSensor(
         task_id="paid_orders_healthy", job_name="{{ params.prefix }}-paid-orders", poke_interval=2, timeout=300,
+        deferrable=True,
     )
     per_customer = SubmitFlinkJobOperator(
         task_id="deploy_paid_orders_per_customer",
@@ -101,7 +102,7 @@ def run_processors():
     )
     per_customer_healthy = FlinkJobHealthSensor(
         task_id="paid_orders_per_customer_healthy", job_name="{{ params.prefix }}-paid-orders-per-customer",
-        poke_interval=2, timeout=300,
+        poke_interval=2, timeout=300, deferrable=True,
     )
     list_processors() >> create_topics() >> paid_orders >> paid_orders_healthy >> per_customer >> per_customer_healthy
 

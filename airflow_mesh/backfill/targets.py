@@ -69,12 +69,42 @@ class Target(Protocol):
 
 @runtime_checkable
 class StagingTarget(Protocol):
-    """A target that writes a range in two steps: stage its data (in parallel), then commit staged
-    ranges together (a commit replaces each range's rows with its staged data)."""
+    """What only a table format with atomic multi-file commits (Iceberg) can do.
 
-    def stage_range(self, key_range: KeyRange, data: pa.Table | Iterable[pa.RecordBatch]) -> Any: ...
+    It writes a range in two steps: stage its data (in parallel, invisible until committed), then
+    commit staged ranges together (a commit replaces each range's rows with its staged data). Staged
+    files carry the job's tag, so that those a killed run left uncommitted can be found and removed;
+    and a committed range can be read back from a fixed snapshot, naming the files read, so that a
+    later check can tell whether the range still reads the same files.
 
-    def commit(self, staged: list[tuple[KeyRange, Any]]) -> None: ...
+    The engine asks ``isinstance(target, StagingTarget)`` (this protocol is runtime-checkable) to
+    choose staging over writing ranges one by one.
+    """
+
+    name: str
+    staging_tag: str
+    """The job whose files are staged (set by the engine before staging)."""
+
+    def stage_range(self, key_range: KeyRange, data: pa.Table | Iterable[pa.RecordBatch]) -> Any:
+        """Write a range's data into a staged file, tagged with ``staging_tag``; returns what to commit."""
+        ...
+
+    def commit(self, staged: list[tuple[KeyRange, Any]]) -> None:
+        """Replace each range's rows with its staged data, in one commit."""
+        ...
+
+    def remove_orphans(self, job: str) -> int:
+        """Remove the staged files of ``job`` that no commit holds; returns how many were removed."""
+        ...
+
+    def snapshot_batches(self, key_range: KeyRange) -> tuple[frozenset[tuple[str, frozenset[str]]],
+                                                             Iterator[pa.RecordBatch]]:
+        """A range read from the current snapshot: the files the scan reads, and the rows as batches."""
+        ...
+
+    def range_files(self, key_ranges: list[KeyRange]) -> dict[str, frozenset[tuple[str, frozenset[str]]]]:
+        """Per range id, the files a scan of the range reads now."""
+        ...
 
 
 # Commits of one range that another writer beat to it are retried on the reloaded table this often.
