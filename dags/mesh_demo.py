@@ -24,7 +24,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import yaml
-
 from airflow.sdk import Param, dag, task
 
 from airflow_mesh.operators.flink import FlinkProcessor, SubmitFlinkJobOperator
@@ -59,7 +58,6 @@ def _bootstrap_servers() -> str:
 def _postgres():
     """A connection to the demo database, from the Airflow connection ``postgres_mesh``."""
     import psycopg
-
     from airflow.sdk import BaseHook
 
     conn = BaseHook.get_connection("postgres_mesh")

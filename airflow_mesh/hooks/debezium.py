@@ -22,9 +22,8 @@ from typing import Any
 
 import psycopg
 import pymysql
-from psycopg.conninfo import make_conninfo
-
 from airflow.sdk import BaseHook
+from psycopg.conninfo import make_conninfo
 
 from airflow_mesh.backfill.explain import explain
 from airflow_mesh.connectors.snapshots import (

@@ -11,10 +11,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
 from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from asgiref.sync import sync_to_async
 
 from airflow_mesh.connectors.snapshots import SnapshotResult, SnapshotWatch, task_failure
 from airflow_mesh.hooks.kafka import POLL_TIMEOUT, NotificationReader
