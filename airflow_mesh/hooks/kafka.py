@@ -302,7 +302,7 @@ class NotificationReader:
                 if error.retriable():  # librdkafka retries by itself
                     continue
                 raise KafkaException(error)
-            self._next_offset = message.offset() + 1
+            self._next_offset = cast(int, message.offset()) + 1  # None only for an error, handled above
             notification = parse_notification(message.value())
             if notification is not None:
                 notifications.append(notification)
