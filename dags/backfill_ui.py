@@ -23,7 +23,7 @@ from airflow_mesh.operators.backfill import BackfillRangeOperator, CommitBackfil
 # schema.table, database.table or namespace.table (or a bare name): names are quoted, so any
 # character but a dot, a quote, ';' or a control character (as the backfill's request accepts).
 TABLE_PATTERN = r'^[^.;"`\x00-\x1f]+(\.[^.;"`\x00-\x1f]+)?$'
-REQUEST = {name: "{{ params.%s }}" % name for name in (
+REQUEST = {name: f"{{{{ params.{name} }}}}" for name in (
     "source_conn_id", "table", "target_conn_id", "target_name", "key", "mode", "cursor_column", "where",
     "range_size", "parallelism", "value_format", "schema_registry_conn_id", "cast", "exclude")}
 REQUEST["plan_only"] = "{{ params.dry_run }}"  # the form's "Dry run" is the operators' plan_only

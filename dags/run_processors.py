@@ -77,6 +77,8 @@ def run_processors():
     def create_topics(params: dict | None = None) -> None:
         from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
 
+        assert params is not None  # Airflow passes the run's params to a task that names them
+
         # A processor reads the partitions its input topics have when it starts: create them first
         # (the change log too, in case Debezium has not written to it yet).
         outputs = [f"{params['prefix']}.orders.{name}" for name in ("paid", "paid_per_customer")]

@@ -38,7 +38,7 @@ _UNDOTTED_KAFKA_SETTINGS = frozenset({"acks", "debug", "partitioner", "retries"}
 class ConnectionFields:
     """The fields of an Airflow connection that locate a datastore."""
 
-    conn_type: str
+    conn_type: str | None  # None: an Airflow connection without a type (refused as a source or target)
     host: str | None = None
     port: int | None = None
     login: str | None = None

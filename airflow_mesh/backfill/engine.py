@@ -158,7 +158,10 @@ def _plan(source: Source, request: BackfillRequest, checkpoints: CheckpointStore
         duplicate = source.duplicate_key(info, keys, request)
         if duplicate is not None:
             value = duplicate if len(keys) > 1 else duplicate[0]
-            what = "some rows have NULL in it" if any(v is None for v in duplicate) else f"{value!r} is the key of several rows"
+            what = (
+                "some rows have NULL in it" if any(v is None for v in duplicate)
+                else f"{value!r} is the key of several rows"
+            )
             raise PlanError(f"table {info.name}: key {', '.join(keys)} is not unique ({what}); the target's rows are "
                             "identified by the key: name columns that identify one row with `key` (--key)")
     saved = checkpoints.saved_plan(job) if checkpoints is not None else None
@@ -424,7 +427,9 @@ def rows_of(target: Target, key_range: KeyRange, keys_of: pa.Table, keys: tuple[
             return read_keys(key_range, keys_of.select(list(keys)))
         held = target.read_range(key_range)
     wanted = keys_of.select(list(keys))
-    return held.join(wanted, list(keys), join_type="left semi") if held.num_rows and wanted.num_rows else held.slice(0, 0)
+    if held.num_rows and wanted.num_rows:
+        return held.join(wanted, list(keys), join_type="left semi")
+    return held.slice(0, 0)
 
 
 def _parallel(work: Callable[[KeyRange], T], ranges: list[KeyRange], parallelism: int) -> list[T]:
@@ -514,9 +519,9 @@ def _stage_and_commit(source: Source, target: StagingTarget, the_plan: Plan, req
         ``range id -> (files, (rows, checksum))`` of the ranges read back after their commit: the
         files the range's scan read and what it held (``run`` checks them at the end).
     """
-    snapshot_batches = target.snapshot_batches if verify_early else None
-    checks: dict[str, Future] = {}
-    checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") if snapshot_batches else None
+    snapshot_batches = target.snapshot_batches
+    checks: dict[str, Future[tuple[Any, tuple[int, int]]]] = {}
+    checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") if verify_early else None
 
     def read_back(key_range: KeyRange) -> tuple[Any, tuple[int, int]]:
         files, batches = snapshot_batches(key_range)
@@ -564,19 +569,19 @@ def _stage_and_commit(source: Source, target: StagingTarget, the_plan: Plan, req
         finally:
             if checker is not None:
                 # Ranges whose read-back has not begun are left to the end's parallel verification.
-                for future in checks.values():
-                    future.cancel()
+                for check in checks.values():
+                    check.cancel()
                 checker.shutdown(wait=True)
     if failure is not None:
         raise failure
-    early = {}
-    for rid, future in checks.items():
-        if future.cancelled():
+    early: dict[str, tuple[Any, tuple[int, int]]] = {}
+    for rid, check in checks.items():
+        if check.cancelled():
             continue
-        if future.exception() is not None:  # not proven: read back again at the end
-            log.warning("backfill: reading back range %s after its commit failed: %s", rid, future.exception())
+        if check.exception() is not None:  # not proven: read back again at the end
+            log.warning("backfill: reading back range %s after its commit failed: %s", rid, check.exception())
             continue
-        early[rid] = future.result()
+        early[rid] = check.result()
     return early
 
 
@@ -726,7 +731,9 @@ def source_checksums(source: Source, the_plan: Plan, request: BackfillRequest,
     """``range id -> (rows, checksum)`` of the source's rows in each range, cursor filter left out
     (what the target must hold there, whatever the mode), ``request.parallelism`` ranges at a time."""
     whole = request.model_copy(update={"mode": Mode.FULL, "cursor_after": None})
-    return _each_range(lambda r: batches_checksum(stream_range(source, the_plan, whole, r)), ranges, request.parallelism)
+    return _each_range(
+        lambda r: batches_checksum(stream_range(source, the_plan, whole, r)), ranges, request.parallelism
+    )
 
 
 def target_checksum(target: Target, key_range: KeyRange) -> tuple[int, int]:

@@ -150,6 +150,10 @@ class Source(Protocol):
         """A key value more than one selected row holds, or that is NULL; None when the key is unique."""
         ...
 
+    def cursor_max(self, info: TableInfo, column: str, request: BackfillRequest) -> Any:
+        """The largest value of a cursor column among the rows the request's filter selects."""
+        ...
+
     def read_range(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
                    key_range: KeyRange) -> Iterator[pa.RecordBatch]: ...
 
@@ -925,6 +929,11 @@ class IcebergSource:
 
     def _keys(self, info: TableInfo, keys: tuple[str, ...]) -> pa.Table:
         return self._scan(info.name, selected_fields=keys).to_arrow()
+
+    def cursor_max(self, info: TableInfo, column: str, request: BackfillRequest) -> Any:
+        """Refused: an Iceberg source takes no incremental cursor (``PlanError``, as for every read)."""
+        self._no_filters(request)
+        raise PlanError("an Iceberg source takes no SQL filter or incremental cursor (yet)")
 
     def non_finite(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
                    columns: list[str]) -> dict[str, int]:

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import closing
+from contextlib import closing, suppress
 from types import TracebackType
 from typing import Any
 
 import psycopg
 import pymysql
-from psycopg.conninfo import make_conninfo
-
 from airflow.sdk import BaseHook
+from psycopg.conninfo import make_conninfo
 
 from airflow_mesh.backfill.explain import explain
 from airflow_mesh.connectors.snapshots import (
@@ -157,7 +156,9 @@ class SignalDatabase:
             rows = list(cursor.fetchall()) if cursor.description else []
             return rows, cursor.rowcount
 
-    def _run(self, doing: str, statement: str, params: Sequence[Any] | None = None) -> tuple[list[tuple[Any, ...]], int]:
+    def _run(
+        self, doing: str, statement: str, params: Sequence[Any] | None = None
+    ) -> tuple[list[tuple[Any, ...]], int]:
         """``_execute``, with a driver's failure as a ``SignalDatabaseError`` saying what was being done."""
         try:
             return self._execute(statement, params)
@@ -278,10 +279,8 @@ class SignalDatabase:
             statements += [self.dialect.explain_select(table, condition), self.dialect.count_where(table, condition)]
         with self._read_only():
             for setting in self.dialect.timeouts:
-                try:
+                with suppress(*DRIVER_ERRORS):  # the other server's spelling
                     self._execute(setting.format(seconds=int(timeout)))
-                except DRIVER_ERRORS:
-                    pass  # the other server's spelling
             for statement in statements:
                 try:
                     self._execute(statement)
@@ -304,10 +303,8 @@ class _ReadOnly:
         if kind is None:
             self.database._run("ending a read-only transaction", "ROLLBACK")
             return
-        try:
+        with suppress(*DRIVER_ERRORS):  # the error that is on its way says more
             self.database._execute("ROLLBACK")
-        except DRIVER_ERRORS:
-            pass  # the error that is on its way says more
 
 
 class SignalTableHook(BaseHook):

@@ -19,19 +19,18 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, cast
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
-
 from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
 from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from airflow_mesh.connectors.snapshots import Notification, NotificationTopicError, parse_notification
 from airflow_mesh.contracts.sampling import PartitionRange, TopicNotFoundError
 
 __all__ = [
     "BOUNDED_READ",
+    "NOTIFICATION_READ",
     "DeadLetterProducerHook",
     "KafkaRecord",
-    "NOTIFICATION_READ",
     "NoCommitConsumerHook",
     "NotificationReader",
     "TopicNotFoundError",
@@ -303,7 +302,7 @@ class NotificationReader:
                 if error.retriable():  # librdkafka retries by itself
                     continue
                 raise KafkaException(error)
-            self._next_offset = message.offset() + 1
+            self._next_offset = cast(int, message.offset()) + 1  # None only for an error, handled above
             notification = parse_notification(message.value())
             if notification is not None:
                 notifications.append(notification)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,8 @@ def connection_fields(conn_id: str) -> ConnectionFields:
 def default_checkpoint_path() -> Path:
     """``$AIRFLOW_HOME/airflow-mesh/backfill-checkpoints.sqlite`` (set ``checkpoint_path`` to a shared
     volume when retries may land on another worker)."""
-    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "airflow-mesh" / "backfill-checkpoints.sqlite"
+    airflow_home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
+    return airflow_home / "airflow-mesh" / "backfill-checkpoints.sqlite"
 
 
 class _BackfillOperator(BaseOperator):
@@ -109,9 +110,11 @@ class _BackfillOperator(BaseOperator):
         given = {"key": self.key, "mode": self.mode, "cursor_column": self.cursor_column,
                  "cursor_after": self.cursor_after, "where": self.where}
         fields: dict[str, Any] = {name: value for name, value in given.items() if self._given(value)}
-        for name, value, convert in (("range_size", self.range_size, int), ("parallelism", self.parallelism, int),
-                                     ("dry_run", self.plan_only, self._as_bool),
-                                     ("cursor_lag", self.cursor_lag, float), ("deep", self.deep, self._as_bool)):
+        conversions: tuple[tuple[str, Any, Callable[[Any], Any]], ...] = (
+            ("range_size", self.range_size, int), ("parallelism", self.parallelism, int),
+            ("dry_run", self.plan_only, self._as_bool),
+            ("cursor_lag", self.cursor_lag, float), ("deep", self.deep, self._as_bool))
+        for name, value, convert in conversions:
             if self._given(value):
                 fields[name] = convert(value)
         return BackfillRequest(table=self.table, casts=parse_casts(self.cast), exclude=self._names(self.exclude),
@@ -143,8 +146,8 @@ class _BackfillOperator(BaseOperator):
         registry_id = (self.schema_registry_conn_id or "").strip() or None
         target = connection_fields(self.target_conn_id)
         if target.conn_type != "kafka" and (value_format or registry_id):
-            given = ", ".join(f"{name} {value!r}" for name, value in (("value_format", value_format),
-                                                                      ("schema_registry_conn_id", registry_id)) if value)
+            options = (("value_format", value_format), ("schema_registry_conn_id", registry_id))
+            given = ", ".join(f"{name} {value!r}" for name, value in options if value)
             self.log.warning("Ignored %s: they apply to kafka targets only, and target connection %s is %s",
                              given, self.target_conn_id, target.conn_type)
             value_format = registry_id = None
@@ -256,7 +259,9 @@ class BackfillRangeOperator(_BackfillOperator):
     @property
     def range_label(self) -> str:
         """The task's ranges in a few words, e.g. ``3 ranges: 1-5001, 15001-20001, 30001-35001``."""
-        ranges = [KeyRange.from_dict(r).label for r in self.key_ranges or []] if isinstance(self.key_ranges, list) else []
+        ranges = (
+            [KeyRange.from_dict(r).label for r in self.key_ranges or []] if isinstance(self.key_ranges, list) else []
+        )
         if not ranges:
             return "no ranges"
         shown = ", ".join(ranges[:3]) + (f", and {len(ranges) - 3} more" if len(ranges) > 3 else "")

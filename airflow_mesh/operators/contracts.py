@@ -25,6 +25,7 @@ from airflow_mesh.contracts.verify import (
     verify_contract,
     versions_to_check,
 )
+from airflow_mesh.hooks.kafka import DeadLetterProducerHook, KafkaRecord, NoCommitConsumerHook
 from airflow_mesh.hooks.schema_registry import (
     IncompatibleSchemaError,
     RegistryInvalidSchemaError,
@@ -32,7 +33,6 @@ from airflow_mesh.hooks.schema_registry import (
     SchemaRegistryHook,
     SubjectNotFoundError,
 )
-from airflow_mesh.hooks.kafka import DeadLetterProducerHook, KafkaRecord, NoCommitConsumerHook
 
 DEAD_LETTER_HEADERS = ("mesh.contract.error", "mesh.source.topic", "mesh.source.partition", "mesh.source.offset")
 """Headers a dead-lettered record gets on top of its own: why it failed and where it came from."""

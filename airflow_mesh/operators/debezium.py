@@ -248,7 +248,7 @@ class StopIncrementalSnapshotOperator(_SnapshotSignalOperator):
                 reader.poll(0)  # positioned at the topic's end before the signal exists
             try:
                 signaled_at_ms = self._write(db, signal)
-                if reader is not None:
+                if reader is not None and notifications is not None:  # a reader only with notifications
                     acknowledged = await_notification(reader, notifications.logical_name, ("ABORTED",),
                                                       self.acknowledge_timeout)
             finally:

@@ -24,9 +24,9 @@ from airflow_mesh.connectors.snapshots import (
     signal_target,
     task_failure,
 )
-from airflow_mesh.hooks.kafka_connect import KafkaConnectHook
 from airflow_mesh.hooks.debezium import SignalDatabase, SignalTableHook
 from airflow_mesh.hooks.kafka import NotificationReader
+from airflow_mesh.hooks.kafka_connect import KafkaConnectHook
 from airflow_mesh.triggers.debezium import IncrementalSnapshotTrigger, settle, stalled_message
 
 

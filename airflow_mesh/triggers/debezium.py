@@ -11,10 +11,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
 from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from asgiref.sync import sync_to_async
 
 from airflow_mesh.connectors.snapshots import SnapshotResult, SnapshotWatch, task_failure
 from airflow_mesh.hooks.kafka import POLL_TIMEOUT, NotificationReader
@@ -112,9 +111,9 @@ class IncrementalSnapshotTrigger(BaseTrigger):
             },
         )
 
-    async def _failure(self) -> str | None:
+    async def _failure(self, connector_name: str) -> str | None:
         """What the connector's status says stops the snapshot, None when nothing does."""
-        status = await KafkaConnectHook(self.kafka_connect_conn_id).aget_connector_status(self.connector_name)
+        status = await KafkaConnectHook(self.kafka_connect_conn_id).aget_connector_status(connector_name)
         return task_failure(status)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -141,7 +140,7 @@ class IncrementalSnapshotTrigger(BaseTrigger):
                     continue
                 if self.connector_name and time.monotonic() - status_seen_at >= self.status_interval:
                     status_seen_at = time.monotonic()
-                    failure = await self._failure()
+                    failure = await self._failure(self.connector_name)
                     if failure:
                         yield TriggerEvent({"status": "task_failed", "message": stalled_message(
                             self.snapshot_id, self.logical_name, failure)})

@@ -159,8 +159,9 @@ class TestProgress:
                                        SourceProgress("Source__customers[2]", 0, 0.0))
         health = assess(stalled, HealthPolicy(progress_check=True))
         assert health.health is Health.PENDING
-        assert health.reasons == ("source Source__orders[1] has 1200 records waiting and read none in the last "
-                                  "minute",)
+        assert health.reasons == (
+            "source Source__orders[1] has 1200 records waiting and read none in the last minute",
+        )
 
     def test_reading_or_caught_up_is_progress(self):
         flowing = self.observe_sources(SourceProgress("Source__orders[1]", 30, 20.5),

@@ -4,7 +4,6 @@ request's dry_run and no longer shadows BaseOperator.dry_run()."""
 from __future__ import annotations
 
 import pytest
-
 from airflow.sdk import BaseOperator
 
 from airflow_mesh.backfill import engine
@@ -40,7 +39,7 @@ def test_settings_given_as_rendered_text_are_converted():
 def test_plan_only_is_the_requests_dry_run_and_dry_run_is_still_accepted(kwargs):
     operator = PlanBackfillOperator(task_id="t", **kwargs, **WHERE)
     assert operator.plan_only is True and operator.request().dry_run is True
-    assert getattr(type(operator), "dry_run") is BaseOperator.dry_run  # Airflow's method, not shadowed
+    assert type(operator).dry_run is BaseOperator.dry_run  # Airflow's method, not shadowed
     assert "plan_only" in operator.template_fields and "dry_run" not in operator.template_fields
 
 
