@@ -9,7 +9,7 @@ DEMO_HOME := .stack/airflow
 # Services that `make test` / `make demo` started themselves, and so stop at the end.
 STARTED := .stack/run/started-by-make
 
-.PHONY: install chromium up down status test unit demo lock clean
+.PHONY: install chromium up down status test unit lint demo lock clean
 
 $(INSTALLED): pyproject.toml requirements/airflow.lock
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ status:
 unit: install  ## unit tests only: no services needed
 	$(PY) -m pytest -m "not integration" tests
 
+lint: install  ## the project's rules: ruff (style, bugs), mypy (types), import-linter (layering); no services needed
+	status=0; \
+	$(PY) -m ruff check airflow_mesh tests dags benchmarks stack || status=1; \
+	$(PY) -m mypy || status=1; \
+	$(VENV)/bin/lint-imports || status=1; \
+	exit $$status
+
 test: install  ## the whole suite against the real stack; stops what it started
 	$(STACK) up --started-file $(STARTED)
 	status=0; $(PY) -m pytest tests || status=$$?; \
@@ -58,7 +65,7 @@ demo: install  ## the demo pipeline through the real stack, step by step; the st
 	echo "full log: .stack/logs/demo.log; Flink UI: http://127.0.0.1:8081; stop the stack with: make down"; exit $$status
 
 lock:  ## re-resolve the locked dependency sets after changing pyproject.toml or requirements/flink.in
-	$(PY) -m uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements/airflow.lock
+	$(PY) -m uv pip compile pyproject.toml --extra test --extra lint --python-version 3.11 -o requirements/airflow.lock
 	$(PY) -m uv pip compile requirements/flink.in --python-version 3.11 -o requirements/flink.lock
 
 clean: down  ## remove everything the stack and the virtualenv wrote (also the databases' data outside .stack/)

@@ -65,12 +65,17 @@ def get_provider_info() -> dict[str, Any]:
              "tags": ["software"]},
             {"integration-name": "MariaDB / MySQL", "external-doc-url": "https://pymysql.readthedocs.io/",
              "tags": ["software"]},
+            {"integration-name": "Kafka topics",
+             "external-doc-url": "https://docs.confluent.io/platform/current/clients/confluent-kafka-python/html/index.html",
+             "tags": ["apache"]},
         ],
         "hooks": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.hooks.kafka_connect"]},
             {"integration-name": "Apache Flink (REST)", "python-modules": ["airflow_mesh.hooks.flink"]},
             {"integration-name": "Schema Registry", "python-modules": ["airflow_mesh.hooks.schema_registry"]},
             {"integration-name": "MariaDB / MySQL", "python-modules": ["airflow_mesh.hooks.mysql"]},
+            {"integration-name": "Debezium", "python-modules": ["airflow_mesh.hooks.debezium"]},
+            {"integration-name": "Kafka topics", "python-modules": ["airflow_mesh.hooks.kafka"]},
         ],
         "operators": [
             {"integration-name": "Kafka Connect", "python-modules": ["airflow_mesh.operators.kafka_connect"]},

@@ -256,7 +256,8 @@ def summarize(samples: dict[str, list[Sample]], rows: int) -> None:
         if "handwritten" in medians:
             ratio(f"airflow-mesh {label} vs handwritten", f"{medians[name] / medians['handwritten']:.2f}x its time")
         if "copy-limit" in medians:
-            ratio(f"airflow-mesh {label} vs COPY limit", f"{medians[name] / medians['copy-limit']:.2f}x the limit's time")
+            ratio(f"airflow-mesh {label} vs COPY limit",
+                  f"{medians[name] / medians['copy-limit']:.2f}x the limit's time")
     if "dlt" in medians and "copy-limit" in medians:
         ratio("dlt vs COPY limit", f"{medians['dlt'] / medians['copy-limit']:.2f}x the limit's time")
 

@@ -120,7 +120,7 @@ def backfill(uri: str, table: str, target: str, target_name: str, checkpoints: P
     result = subprocess.run([sys.executable, "-m", "airflow_mesh.backfill", "--source", uri, "--table", table,
                              "--target", target, "--target-name", target_name, "--checkpoints", str(checkpoints),
                              "--range-size", "500000", "--parallelism", "2", *extra],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     seconds = time.monotonic() - started
     if result.returncode != 0:
         raise SystemExit(f"backfill {' '.join(extra)} failed:\n{result.stderr[-3000:]}")
@@ -130,8 +130,8 @@ def backfill(uri: str, table: str, target: str, target_name: str, checkpoints: P
 def fingerprint_pg(uri: str, table: str) -> tuple[int, str]:
     with psycopg.connect(uri) as conn:
         return conn.execute(f"SELECT count(*), sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint)::text "
-                            f"FROM (SELECT id, customer_id, status, amount, created_at, updated_at, note FROM {table}) t"
-                            ).fetchone()
+                            f"FROM (SELECT id, customer_id, status, amount, created_at, updated_at, note "
+                            f"FROM {table}) t").fetchone()
 
 
 def same(kind: str, uri: str, table: str, target_name: str, workdir: Path) -> bool:

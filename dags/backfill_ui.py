@@ -13,16 +13,26 @@ verifies row counts and checksums range by range. A dry run only plans and count
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import Param, dag
 
+from airflow_mesh.backfill.plan import BackfillRequest
 from airflow_mesh.operators.backfill import BackfillRangeOperator, CommitBackfillOperator, PlanBackfillOperator
 
 # schema.table, database.table or namespace.table (or a bare name): names are quoted, so any
 # character but a dot, a quote, ';' or a control character (as the backfill's request accepts).
 TABLE_PATTERN = r'^[^.;"`\x00-\x1f]+(\.[^.;"`\x00-\x1f]+)?$'
-REQUEST = {name: "{{ params.%s }}" % name for name in (
+REQUEST = {name: f"{{{{ params.{name} }}}}" for name in (
     "source_conn_id", "table", "target_conn_id", "target_name", "key", "mode", "cursor_column", "where",
-    "range_size", "parallelism", "dry_run", "value_format", "schema_registry_conn_id", "cast", "exclude")}
+    "range_size", "parallelism", "value_format", "schema_registry_conn_id", "cast", "exclude")}
+REQUEST["plan_only"] = "{{ params.dry_run }}"  # the form's "Dry run" is the operators' plan_only
+
+
+def default(setting: str) -> Any:
+    """The backfill request's own default of a setting (defaults live in ``BackfillRequest`` only)."""
+    value = BackfillRequest.model_fields[setting].default
+    return getattr(value, "value", value)  # an enum's value (mode)
 
 
 @dag(
@@ -83,7 +93,7 @@ REQUEST = {name: "{{ params.%s }}" % name for name in (
                                           "schema_registry_default). Automatic: avro when a schema registry is "
                                           "named, else json. Ignored (with a warning in the log) for other targets.",
                               section="Target"),
-        "mode": Param("full", type="string", enum=["full", "incremental", "sync"], title="Mode",
+        "mode": Param(default("mode"), type="string", enum=["full", "incremental", "sync"], title="Mode",
                       description="full: replace every key range with the source's rows; incremental: upsert the "
                                   "rows by key (this form keeps no high-water mark: scheduled_migration does); "
                                   "sync: compare source and target range by range and repair what differs, deletes "
@@ -91,13 +101,15 @@ REQUEST = {name: "{{ params.%s }}" % name for name in (
         "cursor_column": Param(None, type=["null", "string"], title="Cursor column",
                                description="Incremental mode only: a column that grows with every change, "
                                            "e.g. updated_at.", section="How"),
-        "range_size": Param(250_000, type="integer", minimum=1, maximum=50_000_000, title="Rows per range",
+        "range_size": Param(default("range_size"), type="integer", minimum=1, maximum=50_000_000,
+                            title="Rows per range",
                             description="From 1 to 50,000,000: the rows of each key range, which is copied, "
                                         "checkpointed and verified as one unit.", section="How"),
         "parallelism": Param(4, type="integer", minimum=1, maximum=64, title="Parallel tasks",
                              description="From 1 to 64: the ranges are dealt to this many mapped tasks.",
                              section="How"),
-        "dry_run": Param(False, type="boolean", title="Dry run", description="Plan and count only: nothing is written.",
+        "dry_run": Param(default("dry_run"), type="boolean", title="Dry run",
+                         description="Plan and count only: nothing is written.",
                          section="How"),
     },
 )

@@ -3,8 +3,8 @@
 Each spec is validated (by its model, then by the connector plugin) before anything is deployed; a
 connector whose deployed config already matches its spec is left untouched. One health sensor per
 connector then waits until the connector and all its tasks are RUNNING, restarting failed tasks
-once, and fails with the task's stack trace otherwise. Set Airflow's
-``[operators] default_deferrable = True`` to wait in the triggerer instead of a worker slot.
+once, and fails with the task's stack trace otherwise. The sensors are deferrable: they wait in
+Airflow's triggerer, holding no worker slot.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ CONNECTORS_DIR = os.environ.get("MESH_CONNECTORS_DIR", str(Path(__file__).resolv
 def deploy_cdc_connectors():
     deployed = DeployConnectorOperator(task_id="deploy_connectors", spec_path=CONNECTORS_DIR)
     ConnectorHealthSensor.partial(
-        task_id="wait_until_healthy", restart_failed_tasks=1, poke_interval=3, timeout=300, mode="poke",
+        task_id="wait_until_healthy", restart_failed_tasks=1, poke_interval=3, timeout=300, deferrable=True,
     ).expand(connector_name=deployed.output.map(lambda result: result["name"]))
 
 

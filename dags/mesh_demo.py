@@ -22,9 +22,9 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import yaml
-
 from airflow.sdk import Param, dag, task
 
 from airflow_mesh.operators.flink import FlinkProcessor, SubmitFlinkJobOperator
@@ -59,7 +59,6 @@ def _bootstrap_servers() -> str:
 def _postgres():
     """A connection to the demo database, from the Airflow connection ``postgres_mesh``."""
     import psycopg
-
     from airflow.sdk import BaseHook
 
     conn = BaseHook.get_connection("postgres_mesh")
@@ -95,6 +94,7 @@ def mesh_demo():
     def submit_processor(topics: dict[str, str], params: dict | None = None) -> str:
         from airflow_mesh.hooks.flink import FlinkHook
 
+        assert params is not None  # Airflow passes the run's params to a task that names them
         hook = FlinkHook()
         name = f"mesh-demo-{topics['source']}"
         job_id = hook.submit_sql(SQL.format(bootstrap=_bootstrap_servers(), job=name, threshold=params["threshold"],
@@ -111,6 +111,7 @@ def mesh_demo():
     def produce_orders(topics: dict[str, str], job_id: str, params: dict | None = None) -> list[dict]:
         from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
 
+        assert params is not None  # Airflow passes the run's params to a task that names them
         producer = KafkaProducerHook().get_producer()
         orders = [{"id": i, "customer": f"customer-{i % 5}", "amount": (i * 37) % 250}
                   for i in range(1, params["orders"] + 1)]
@@ -134,7 +135,7 @@ def mesh_demo():
             while len(received) < len(expected) and time.monotonic() < deadline:
                 message = consumer.poll(1.0)
                 if message is not None and not message.error():
-                    received.append(json.loads(message.value()))
+                    received.append(json.loads(cast(bytes, message.value())))  # the demo writes no tombstones
                     print(f"step 4: processed record {received[-1]}")
         finally:
             consumer.close()
@@ -221,7 +222,7 @@ def mesh_demo():
 
     deployed = DeployConnectorOperator(task_id="deploy_connector", spec_path=str(PG_SPEC))
     healthy = ConnectorHealthSensor(task_id="connector_healthy", connector_name=CDC["name"], restart_failed_tasks=1,
-                                    poke_interval=2, timeout=300, mode="poke")
+                                    poke_interval=2, timeout=300, deferrable=True)
     open_orders = SubmitFlinkJobOperator(
         task_id="submit_cdc_processor",
         job_name="mesh-demo-open-orders-{{ ti.xcom_pull(task_ids='create_topics')['run'] }}",

@@ -13,7 +13,7 @@ keeps streaming changes (an incremental snapshot).
 
 Debezium emits each row read as an ``op=r`` event interleaved with the live changes, so a consumer
 applying the topic in order ends with the table's current content. Trigger the DAG with the form's
-parameters; set Airflow's ``[operators] default_deferrable = True`` to wait in the triggerer.
+parameters. Both waits are deferrable: they wait in Airflow's triggerer, holding no worker slot.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from airflow_mesh.sensors.kafka_connect import ConnectorHealthSensor
 )
 def online_backfill():
     healthy = ConnectorHealthSensor(task_id="connector_healthy", connector_name="{{ params.connector_name }}",
-                                    poke_interval=3, timeout=300)
+                                    poke_interval=3, timeout=300, deferrable=True)
     request = IncrementalSnapshotOperator(task_id="request_snapshot", connector_name="{{ params.connector_name }}",
                                           database_conn_id="{{ params.database_conn_id }}",
                                           tables="{{ params.tables }}", filters="{{ params.filters }}")
@@ -56,7 +56,8 @@ def online_backfill():
                                      database_conn_id="{{ params.database_conn_id }}",
                                      snapshot_id=request.output["signal_id"],
                                      data_collections=request.output["data_collections"],
-                                     since_ms=request.output["signaled_at_ms"], poke_interval=5, timeout=6 * 3600)
+                                     since_ms=request.output["signaled_at_ms"], poke_interval=5, timeout=6 * 3600,
+                                     deferrable=True)
     healthy >> request >> done
 
 

@@ -8,7 +8,7 @@
 
 Each job is named after the prefix, so running the DAG again reconnects to the jobs that run rather
 than submitting copies. The first task prints the processors this installation has registered.
-Set Airflow's ``[operators] default_deferrable = True`` to wait for health in the triggerer.
+The health sensors are deferrable: they wait in Airflow's triggerer, holding no worker slot.
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ def run_processors():
     def create_topics(params: dict | None = None) -> None:
         from airflow.providers.apache.kafka.hooks.client import KafkaAdminClientHook
 
+        assert params is not None  # Airflow passes the run's params to a task that names them
+
         # A processor reads the partitions its input topics have when it starts: create them first
         # (the change log too, in case Debezium has not written to it yet).
         outputs = [f"{params['prefix']}.orders.{name}" for name in ("paid", "paid_per_customer")]
@@ -91,6 +93,7 @@ def run_processors():
     )
     paid_orders_healthy = FlinkJobHealthSensor(
         task_id="paid_orders_healthy", job_name="{{ params.prefix }}-paid-orders", poke_interval=2, timeout=300,
+        deferrable=True,
     )
     per_customer = SubmitFlinkJobOperator(
         task_id="deploy_paid_orders_per_customer",
@@ -101,7 +104,7 @@ def run_processors():
     )
     per_customer_healthy = FlinkJobHealthSensor(
         task_id="paid_orders_per_customer_healthy", job_name="{{ params.prefix }}-paid-orders-per-customer",
-        poke_interval=2, timeout=300,
+        poke_interval=2, timeout=300, deferrable=True,
     )
     list_processors() >> create_topics() >> paid_orders >> paid_orders_healthy >> per_customer >> per_customer_healthy
 

@@ -14,7 +14,7 @@ compares source and target range by range and repairs what differs, deletes incl
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, task
 
@@ -24,8 +24,8 @@ TABLES = ("public.orders", "public.customers")
 SYNC_HOUR = 0  # UTC: the hourly run that also syncs
 
 
-@dag(dag_id="scheduled_migration", schedule="@hourly", start_date=datetime(2026, 1, 1), catchup=False,
-     max_active_runs=1, tags=["airflow-mesh", "backfill"], doc_md=__doc__,
+@dag(dag_id="scheduled_migration", schedule="@hourly", start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+     catchup=False, max_active_runs=1, tags=["airflow-mesh", "backfill"], doc_md=__doc__,
      params={"sync": Param(False, type="boolean", title="Sync now",
                            description="Also run the daily sync (deletes and silent updates) in this run.")},
      default_args={"retries": 2, "retry_delay": timedelta(minutes=1)})
@@ -38,8 +38,8 @@ def scheduled_migration():
     due = sync_due()
     for table in TABLES:
         name = table.split(".")[1]
-        common = dict(source_conn_id="postgres_mesh", table=table, target_conn_id="iceberg_default",
-                      target_name=f"mesh.{name}", range_size=100_000)
+        common = {"source_conn_id": "postgres_mesh", "table": table, "target_conn_id": "iceberg_default",
+                  "target_name": f"mesh.{name}", "range_size": 100_000}
         migrate = BackfillOperator(task_id=f"migrate_{name}", mode="incremental", cursor_column="updated_at",
                                    **common)
         sync = BackfillOperator(task_id=f"sync_{name}", mode="sync", **common)

@@ -10,9 +10,10 @@ or ``mktemp -d`` folder). Their data then lives in a folder of its own for this 
 ``/var/lib/airflow-mesh/<clone>-<hash of .stack's path>`` (``MESH_SERVICE_ROOT`` moves
 ``/var/lib/airflow-mesh``), named in ``.stack/service-home``, with ``.stack/postgres``, ``.stack/mariadb`` and
 ``.stack/elasticsearch`` as symlinks to it; ``clean`` removes it. Versions are pinned in
-``stack/versions.env``; ports can be moved with ``MESH_*_PORT`` environment variables. ``up`` installs what
-is missing (Maven Central, PyPI, Debian's packages), leaves services that already run alone, and waits
-until each answers its health check; ``down`` stops, by pid, only what ``up`` started.
+``stack/versions.env``; ports can be moved with ``MESH_*_PORT`` environment variables (``up`` keeps them in
+``.stack/ports.json`` for later commands). ``up`` installs what is missing (Maven Central, PyPI, Debian's
+packages), leaves services that already run alone, and waits until each answers its health check; ``down``
+stops, by pid, only what ``up`` started.
 
 The databases' user ``mesh`` has a password made once per stack (``.stack/secrets/db-password``, mode
 0600); ``up`` gives it to both databases (also to users that still have an older one), to Kafka
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -37,9 +39,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_SRC = ROOT / "stack"
@@ -63,8 +65,8 @@ class StackError(RuntimeError):
 
 def _versions() -> dict[str, str]:
     versions = {}
-    for line in (STACK_SRC / "versions.env").read_text().splitlines():
-        line = line.strip()
+    for raw in (STACK_SRC / "versions.env").read_text().splitlines():
+        line = raw.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
             versions[key.strip()] = value.strip()
@@ -72,19 +74,31 @@ def _versions() -> dict[str, str]:
 
 
 VERSIONS = _versions()
-PORTS = {
-    "postgres": int(os.environ.get("MESH_PG_PORT", "55432")),
-    "mariadb": int(os.environ.get("MESH_MARIADB_PORT", "53306")),
-    "kafka": int(os.environ.get("MESH_KAFKA_PORT", "9092")),
-    "kafka-controller": int(os.environ.get("MESH_KAFKA_CONTROLLER_PORT", "9093")),
-    "connect": int(os.environ.get("MESH_CONNECT_PORT", "8083")),
-    "flink": int(os.environ.get("MESH_FLINK_PORT", "8081")),
-    "flink-rpc": int(os.environ.get("MESH_FLINK_RPC_PORT", "6123")),
-    "schema-registry": int(os.environ.get("MESH_SCHEMA_REGISTRY_PORT", "8085")),
-    "schema-registry-management": int(os.environ.get("MESH_SCHEMA_REGISTRY_MANAGEMENT_PORT", "8086")),
-    "elasticsearch": int(os.environ.get("MESH_ELASTICSEARCH_PORT", "9200")),
-    "elasticsearch-transport": int(os.environ.get("MESH_ELASTICSEARCH_TRANSPORT_PORT", "9300")),
+_DEFAULT_PORTS = {  # name: (environment variable, default)
+    "postgres": ("MESH_PG_PORT", 55432),
+    "mariadb": ("MESH_MARIADB_PORT", 53306),
+    "kafka": ("MESH_KAFKA_PORT", 9092),
+    "kafka-controller": ("MESH_KAFKA_CONTROLLER_PORT", 9093),
+    "connect": ("MESH_CONNECT_PORT", 8083),
+    "flink": ("MESH_FLINK_PORT", 8081),
+    "flink-rpc": ("MESH_FLINK_RPC_PORT", 6123),
+    "schema-registry": ("MESH_SCHEMA_REGISTRY_PORT", 8085),
+    "schema-registry-management": ("MESH_SCHEMA_REGISTRY_MANAGEMENT_PORT", 8086),
+    "elasticsearch": ("MESH_ELASTICSEARCH_PORT", 9200),
+    "elasticsearch-transport": ("MESH_ELASTICSEARCH_TRANSPORT_PORT", 9300),
 }
+# The ports a stack was brought up with are kept, so that a later command without the same MESH_*_PORT
+# variables (a test restarting one service, another shell) starts nothing on the default ports.
+PORTS_FILE = STATE / "ports.json"
+
+
+def _ports() -> dict[str, int]:
+    saved = json.loads(PORTS_FILE.read_text()) if PORTS_FILE.exists() else {}
+    return {name: int(os.environ.get(variable) or saved.get(name) or default)
+            for name, (variable, default) in _DEFAULT_PORTS.items()}
+
+
+PORTS = _ports()
 DB_NAME, DB_USER = "mesh", "mesh"  # in PostgreSQL and MariaDB alike; the password: db_password()
 PASSWORD_PATTERN = re.compile(r"[A-Za-z0-9_-]{20,}")
 
@@ -95,7 +109,7 @@ def log(message: str) -> None:
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     """Run a command, raising StackError with its output when it fails."""
-    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
     if result.returncode != 0:
         raise StackError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
     return result
@@ -148,8 +162,9 @@ def prepare_service_home() -> None:
     SERVICE_HOME_POINTER.write_text(f"{SERVICE_HOME}\n")
 
 
-def check_reachable(services: list["Service"]) -> None:
-    """Before anything starts (after the installs): each service that runs as another user can enter its folders and run its Java.
+def check_reachable(services: list[Service]) -> None:
+    """Before anything starts (after the installs): each service that runs as another user can enter its
+    folders and run its Java.
 
     Raises:
         StackError: One line naming the service, its user, the path and what to do.
@@ -164,7 +179,7 @@ def check_reachable(services: list["Service"]) -> None:
                     break
                 flag = need if step == path else "-x"
                 if subprocess.run(["test", flag, str(step)], user=service.user, group=service.group or service.user,
-                                  cwd="/", capture_output=True).returncode == 0:
+                                  cwd="/", capture_output=True, check=False).returncode == 0:
                     continue
                 raise StackError(
                     f"{service.name} runs as user {service.user}, who cannot {what if step == path else 'enter'} "
@@ -220,7 +235,7 @@ def find_java(min_major: int = 17) -> Path:
 
 
 def _java_major(java: Path) -> int:
-    out = subprocess.run([str(java), "-version"], capture_output=True, text=True).stderr
+    out = subprocess.run([str(java), "-version"], capture_output=True, text=True, check=False).stderr
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     if not match:
         return 0
@@ -390,10 +405,8 @@ class Service:
             log(f"{self.name} ignored signal {self.stop_signal}; killing it")
             os.killpg(pid, signal.SIGKILL)
         # Children that outlived their leader (e.g. a Flink Python worker) go with the group.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -489,7 +502,7 @@ def _pg_after_start() -> None:
 
 def _pg_healthy() -> bool:
     isready = postgres_bin() / "pg_isready"
-    return subprocess.run([str(isready), "-q", "-h", HOST, "-p", str(PORTS["postgres"])]).returncode == 0
+    return subprocess.run([str(isready), "-q", "-h", HOST, "-p", str(PORTS["postgres"])], check=False).returncode == 0
 
 
 POSTGRES = Service(
@@ -590,7 +603,7 @@ def _mariadb_after_start() -> None:
 
 def _mariadb_healthy() -> bool:
     ping = [mariadb_bin("mariadb-admin"), f"--defaults-file={MARIADB_CNF}", "-u", "root", "ping"]
-    return _port_open(PORTS["mariadb"]) and subprocess.run(ping, capture_output=True).returncode == 0
+    return _port_open(PORTS["mariadb"]) and subprocess.run(ping, capture_output=True, check=False).returncode == 0
 
 
 MARIADB = Service(
@@ -824,9 +837,34 @@ CONNECT = Service(
 FLINK_DIR = STATE / "flink"
 
 
-def _flink_prepare() -> None:
+def _flink_config() -> str:
+    """The cluster's config.yaml: the distribution's, with this stack's addresses, memory and folders."""
     import yaml  # the project's virtualenv has PyYAML; stack.py is run from it
 
+    home = flink_home()
+    config = yaml.safe_load((home / "conf" / "config.yaml").read_text())
+    python = str(FLINK_VENV / "bin" / "python")
+    config.update({
+        "jobmanager": {"bind-host": HOST, "rpc": {"address": HOST, "port": PORTS["flink-rpc"]},
+                       "memory": {"process": {"size": "1024m"}},
+                       "execution": {"failover-strategy": "region"}},
+        "taskmanager": {"bind-host": HOST, "host": HOST, "numberOfTaskSlots": 4,
+                        "memory": {"process": {"size": "1536m"}}},
+        "rest": {"address": HOST, "bind-address": HOST, "port": PORTS["flink"]},
+        "io": {"tmp": {"dirs": str(FLINK_DIR / "tmp")}},
+        "web": {"tmpdir": str(FLINK_DIR / "web")},
+        "blob": {"storage": {"directory": str(FLINK_DIR / "blobs")}},
+        # Checkpoints outlive a cancelled job and a lost JobManager (this session cluster has no high
+        # availability): the provider resumes a job the JobManager lost from its latest one.
+        "execution": {"checkpointing": {"dir": f"file://{FLINK_DIR / 'checkpoints'}",
+                                        "savepoint-dir": f"file://{FLINK_DIR / 'savepoints'}",
+                                        "externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION"}},
+        "python": {"executable": python, "client": {"executable": python}},
+    })
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _flink_prepare() -> None:
     home = install_flink()
     install_jvm_parts()
     lib = FLINK_DIR / "lib"
@@ -838,25 +876,17 @@ def _flink_prepare() -> None:
     conf_dir.mkdir(parents=True, exist_ok=True)
     for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties", "log4j-session.properties"):
         shutil.copy(home / "conf" / name, conf_dir / name)
-    config = yaml.safe_load((home / "conf" / "config.yaml").read_text())
-    python = str(FLINK_VENV / "bin" / "python")
     for sub in ("tmp", "web", "blobs", "checkpoints", "savepoints"):
         (FLINK_DIR / sub).mkdir(exist_ok=True)
-    config.update({
-        "jobmanager": {"bind-host": HOST, "rpc": {"address": HOST, "port": PORTS["flink-rpc"]},
-                       "memory": {"process": {"size": "1024m"}},
-                       "execution": {"failover-strategy": "region"}},
-        "taskmanager": {"bind-host": HOST, "host": HOST, "numberOfTaskSlots": 4,
-                        "memory": {"process": {"size": "1536m"}}},
-        "rest": {"address": HOST, "bind-address": HOST, "port": PORTS["flink"]},
-        "io": {"tmp": {"dirs": str(FLINK_DIR / "tmp")}},
-        "web": {"tmpdir": str(FLINK_DIR / "web")},
-        "blob": {"storage": {"directory": str(FLINK_DIR / "blobs")}},
-        "execution": {"checkpointing": {"dir": f"file://{FLINK_DIR / 'checkpoints'}",
-                                        "savepoint-dir": f"file://{FLINK_DIR / 'savepoints'}"}},
-        "python": {"executable": python, "client": {"executable": python}},
-    })
-    (conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (conf_dir / "config.yaml").write_text(_flink_config())
+
+
+def _flink_stale(pid: int) -> str | None:
+    """A cluster started with another configuration (an older stack.py's) is restarted with this one's."""
+    current = FLINK_DIR / "conf" / "config.yaml"
+    if current.exists() and current.read_text() != _flink_config():
+        return "its configuration changed"
+    return None
 
 
 def _flink_env() -> dict[str, str]:
@@ -879,6 +909,7 @@ FLINK_JM = Service(
     address=f"http://{HOST}:{PORTS['flink']}",
     command=lambda: [str(flink_home() / "bin" / "jobmanager.sh"), "start-foreground"],
     prepare=_flink_prepare,
+    stale=_flink_stale,
     healthy=lambda: "taskmanagers" in _flink_overview(),
     env=_flink_env,
     install=lambda: (install_jvm_parts(), install_flink()),
@@ -1046,6 +1077,7 @@ def up(started_file: Path | None = None, only: list[str] | None = None) -> None:
     """
     services = selected(only)
     prepare_service_home()
+    PORTS_FILE.write_text(json.dumps(PORTS, indent=1) + "\n")
     db_password()  # made (or checked) before anything starts
     # Installs first, so that services are not left waiting on downloads; the users a service runs as
     # (postgres, mysql) exist only once its Debian package is installed, so reachability is checked after.

@@ -30,6 +30,15 @@ class _Help(argparse.HelpFormatter):
         return text
 
 
+def _default(setting: str) -> str:
+    """`` (default: ...)`` for a help text: the backfill request's own default of a setting (the
+    options default to None, so that only what was given reaches ``BackfillRequest``)."""
+    from airflow_mesh.backfill.plan import BackfillRequest
+
+    value = BackfillRequest.model_fields[setting].default
+    return f" (default: {getattr(value, 'value', value)})"
+
+
 def parser() -> argparse.ArgumentParser:
     """The command's options, each with its help."""
     p = argparse.ArgumentParser(
@@ -69,22 +78,24 @@ def parser() -> argparse.ArgumentParser:
                            "the run naming the column (repeatable)")
     what.add_argument("--exclude", action="append", default=[], metavar="COLUMN",
                       help="leave COLUMN out: neither read nor in the target (repeatable)")
-    what.add_argument("--mode", default="full", choices=["full", "incremental", "sync"],
+    what.add_argument("--mode", choices=["full", "incremental", "sync"],
                       help="full: every row of one snapshot of the source; incremental: the rows whose "
                            "--cursor-column is at or past the last run's mark (it does NOT see deletes, nor updates "
                            "that leave the cursor alone or set it into the past); sync: compare both sides range "
-                           "by range and repair what differs (sees inserts, updates and deletes)")
+                           "by range and repair what differs (sees inserts, updates and deletes)"
+                           + _default("mode"))
     what.add_argument("--cursor-column", metavar="COLUMN",
                       help="incremental mode: a column every insert and update moves forward, e.g. updated_at")
     what.add_argument("--cursor-after", metavar="VALUE",
                       help="incremental mode: copy the rows at or past this value instead of the stored mark")
-    what.add_argument("--cursor-lag", type=float, default=0.0, metavar="SECONDS",
+    what.add_argument("--cursor-lag", type=float, metavar="SECONDS",
                       help="hold the new mark back by this much beyond what the source's snapshot proves (cursor "
                            "values written by other clocks than the database's)")
     how = p.add_argument_group("how")
-    how.add_argument("--range-size", type=int, default=250_000, metavar="ROWS",
-                     help="rows per key range: the unit of parallelism, checkpoints and verification")
-    how.add_argument("--parallelism", type=int, default=2, metavar="N", help="ranges moved at once")
+    how.add_argument("--range-size", type=int, metavar="ROWS",
+                     help="rows per key range: the unit of parallelism, checkpoints and verification"
+                          + _default("range_size"))
+    how.add_argument("--parallelism", type=int, metavar="N", help="ranges moved at once" + _default("parallelism"))
     how.add_argument("--dry-run", action="store_true", help="plan and count only; write nothing")
     how.add_argument("--verify-only", action="store_true",
                      help="compare an existing copy with the source, range by range; write nothing")
@@ -130,16 +141,19 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
     from airflow_mesh.backfill.endpoints import ConnectionFields, make_source, make_target, schema_registry_from_url
     from airflow_mesh.backfill.plan import BackfillRequest, parse_casts
 
-    request = BackfillRequest(table=args.table, key=args.key, mode=args.mode, cursor_column=args.cursor_column,
-                              cursor_after=args.cursor_after, where=args.where, range_size=args.range_size,
-                              parallelism=args.parallelism, dry_run=args.dry_run, casts=parse_casts(args.cast),
-                              exclude=args.exclude, cursor_lag=args.cursor_lag, deep=args.deep)
+    given = {"key": args.key, "mode": args.mode, "cursor_column": args.cursor_column, "cursor_after": args.cursor_after,
+             "where": args.where, "range_size": args.range_size, "parallelism": args.parallelism,
+             "cursor_lag": args.cursor_lag}
+    # What was not given takes the request's own defaults (they live in BackfillRequest only).
+    request = BackfillRequest(table=args.table, dry_run=args.dry_run, casts=parse_casts(args.cast),
+                              exclude=args.exclude, deep=args.deep,
+                              **{name: value for name, value in given.items() if value is not None})
     source = make_source(ConnectionFields.from_uri(args.source))
     registry = schema_registry_from_url(args.schema_registry) if args.schema_registry else None
     target = make_target(ConnectionFields.from_uri(args.target), args.target_name, value_format=args.value_format,
                          schema_registry=registry)
     console.print(f"[bold]{args.table}[/bold] -> [bold]{args.target_name}[/bold] "
-                  f"({'verify only' if args.verify_only else args.mode})")
+                  f"({'verify only' if args.verify_only else request.mode.value})")
     if not args.verify_only:
         console.print(f"checkpoints: {args.checkpoints}", soft_wrap=True)
     # Each task appears once it has a total (planning comes first).

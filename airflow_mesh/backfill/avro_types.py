@@ -348,7 +348,8 @@ def _decoded(values: list[Any], t: pa.DataType) -> pa.Array:
     if _is_uuid(t) or t == _INTERVAL:
         return from_text(pa.array([None if v is None else str(v) for v in values], pa.string()), t)
     if _is_list(t):
-        offsets, flat = [0], []
+        offsets: list[int] = [0]
+        flat: list[Any] = []
         for value in values:
             flat.extend(value or [])
             offsets.append(len(flat))
@@ -454,7 +455,8 @@ def decode_bodies(bodies: Sequence[bytes], avro: dict[str, Any], schema: pa.Sche
 
     writer = fastavro.parse_schema(avro)
     resolved = fastavro.parse_schema(reader) if reader is not None else None
-    buffer, read, records = io.BytesIO(), fastavro.schemaless_reader, []
+    buffer, read = io.BytesIO(), fastavro.schemaless_reader
+    records: list[Any] = []
     for body in bodies:
         buffer.seek(0)
         buffer.write(body)

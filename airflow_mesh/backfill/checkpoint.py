@@ -138,7 +138,8 @@ class CheckpointStore:
     def open_run(self, job: str) -> OpenRun | None:
         """The job's run that has not completed, or None."""
         with self._connect() as db:
-            row = db.execute("SELECT started_at, cursor_after, mark, attempts FROM runs WHERE job = ?", (job,)).fetchone()
+            row = db.execute("SELECT started_at, cursor_after, mark, attempts FROM runs WHERE job = ?",
+                             (job,)).fetchone()
         return None if row is None else OpenRun(job, row[0], row[1], row[2], row[3])
 
     def begin_run(self, job: str, cursor_after: str | None, mark: str | None) -> OpenRun:
@@ -155,7 +156,8 @@ class CheckpointStore:
             The run, as it stands after this attempt began.
         """
         with self._connect() as db:
-            row = db.execute("SELECT started_at, cursor_after, mark, attempts FROM runs WHERE job = ?", (job,)).fetchone()
+            row = db.execute("SELECT started_at, cursor_after, mark, attempts FROM runs WHERE job = ?",
+                             (job,)).fetchone()
             if row is None:
                 db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, 1)", (job, time.time(), cursor_after, mark))
                 return OpenRun(job, time.time(), cursor_after, mark, 1)

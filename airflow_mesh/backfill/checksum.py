@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import polars as pl
 import pyarrow as pa
@@ -84,7 +85,7 @@ def row_hashes(table: pa.Table) -> pl.Series:
     """Each row's 64-bit hash, as ``table_checksum`` sums them (columns in name order, each in its
     canonical form): equal rows hash equally on both sides of a copy."""
     canonical = _canonical(table.select(sorted(table.column_names)))
-    frame = pl.from_arrow(canonical)
+    frame = cast(pl.DataFrame, pl.from_arrow(canonical))  # a table in, a frame out
     decimals = [f.name for f in canonical.schema if _polars_formats(f.type)]
     if decimals:
         frame = frame.with_columns(pl.col(decimals).cast(pl.String))
@@ -97,7 +98,7 @@ def canonical_keys(table: pa.Table, keys: tuple[str, ...]) -> pl.DataFrame:
     canonical = _canonical(table.select(list(keys)))
     columns = [column.storage if isinstance(column.type, pa.BaseExtensionType) else column
                for column in (c.combine_chunks() for c in canonical.columns)]
-    return pl.from_arrow(pa.table(columns, names=list(keys)))
+    return cast(pl.DataFrame, pl.from_arrow(pa.table(columns, names=list(keys))))
 
 
 def combine(parts: list[tuple[int, int]]) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import decimal
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import pyarrow as pa
@@ -126,7 +126,7 @@ def _storage(column: pa.Array) -> pa.Array:
 
 
 def _polars(column: pa.Array) -> pl.Series:
-    return pl.from_arrow(column)
+    return cast(pl.Series, pl.from_arrow(column))  # an array in, a series out
 
 
 def _iso_timestamp(series: pl.Series, unit: str, zoned: bool) -> pl.Series:

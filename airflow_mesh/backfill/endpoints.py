@@ -22,8 +22,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from airflow_mesh.backfill import names
 from airflow_mesh.backfill.errors import PlanError
 from airflow_mesh.backfill.explain import at
-from airflow_mesh.backfill.sources import DatabaseLocation, IcebergSource, MariaDbSource, PostgresSource, Source
 from airflow_mesh.backfill.kafka_target import VALUE_FORMATS, KafkaTarget
+from airflow_mesh.backfill.sources import DatabaseLocation, IcebergSource, MariaDbSource, PostgresSource, Source
 from airflow_mesh.backfill.targets import ElasticsearchTarget, IcebergTarget, PostgresTarget, Target
 
 SOURCE_KINDS = ("postgres", "mysql", "iceberg")
@@ -38,7 +38,7 @@ _UNDOTTED_KAFKA_SETTINGS = frozenset({"acks", "debug", "partitioner", "retries"}
 class ConnectionFields:
     """The fields of an Airflow connection that locate a datastore."""
 
-    conn_type: str
+    conn_type: str | None  # None: an Airflow connection without a type (refused as a source or target)
     host: str | None = None
     port: int | None = None
     login: str | None = None
@@ -62,7 +62,7 @@ class ConnectionFields:
 
     def location(self) -> DatabaseLocation:
         missing = [n for n in ("host", "login", "schema") if not getattr(self, n)]
-        if missing:
+        if missing or not self.host or not self.login or not self.schema:
             raise PlanError(f"{self.conn_type} connection lacks {', '.join(missing)} (schema = the database)")
         default_port = 5432 if self.conn_type == "postgres" else 3306
         return DatabaseLocation(self.host, self.port or default_port, self.login, self.password or "", self.schema)
@@ -233,7 +233,7 @@ def make_target(conn: ConnectionFields, name: str, value_format: str | None = No
         if "bootstrap.servers" not in config:
             raise PlanError("kafka connection needs 'bootstrap.servers' in its extra")
         chosen = kafka_value_format(value_format, schema_registry)
-        if chosen == "avro":
+        if chosen == "avro" and schema_registry is not None:  # kafka_value_format refused avro without a registry
             return KafkaTarget(config, name, value_format="avro", **schema_registry_settings(schema_registry))
         return KafkaTarget(config, name)
     raise PlanError(f"a {conn.conn_type!r} connection cannot be a backfill target (one of {', '.join(TARGET_KINDS)})")

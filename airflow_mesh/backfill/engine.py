@@ -9,16 +9,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pyarrow as pa
 
+from airflow_mesh.backfill import marks
 from airflow_mesh.backfill.checkpoint import CheckpointStore
 from airflow_mesh.backfill.checksum import batches_checksum, combine, table_checksum
 from airflow_mesh.backfill.errors import PlanError, StaleCheckpointError, TypeMappingError, VerificationError
 from airflow_mesh.backfill.explain import at, reading
 from airflow_mesh.backfill.keys import KeyRange, extend_ranges, plan_ranges, ranges_from_sample
-from airflow_mesh.backfill import marks
 from airflow_mesh.backfill.plan import SEES, BackfillRequest, Mode, job_id, stream_id
 from airflow_mesh.backfill.sources import Source, TableInfo
 from airflow_mesh.backfill.targets import StagingTarget, Target
@@ -158,7 +158,10 @@ def _plan(source: Source, request: BackfillRequest, checkpoints: CheckpointStore
         duplicate = source.duplicate_key(info, keys, request)
         if duplicate is not None:
             value = duplicate if len(keys) > 1 else duplicate[0]
-            what = "some rows have NULL in it" if any(v is None for v in duplicate) else f"{value!r} is the key of several rows"
+            what = (
+                "some rows have NULL in it" if any(v is None for v in duplicate)
+                else f"{value!r} is the key of several rows"
+            )
             raise PlanError(f"table {info.name}: key {', '.join(keys)} is not unique ({what}); the target's rows are "
                             "identified by the key: name columns that identify one row with `key` (--key)")
     saved = checkpoints.saved_plan(job) if checkpoints is not None else None
@@ -372,7 +375,7 @@ def _copy(source: Source, target: Target, request: BackfillRequest, the_plan: Pl
         target.prepare(the_plan.info.schema, the_plan.keys)
     done = checkpoints.done(the_plan.job)
     _check_not_stale(target, the_plan, done, checkpoints)
-    staging = isinstance(target, StagingTarget) and not incremental
+    staging = stages(target, request)
     if staging:
         remove_orphans(target, the_plan.job)
     pending = [r for r in the_plan.ranges if r.id not in done]
@@ -382,20 +385,12 @@ def _copy(source: Source, target: Target, request: BackfillRequest, the_plan: Pl
 
     early: dict[str, tuple[Any, tuple[int, int]]] = {}
     if staging:
-        early = _stage_and_commit(source, target, the_plan, request, pending, checkpoints, progress,
-                                  verify_early=verify)
+        early = _stage_and_commit(source, cast(StagingTarget, target), the_plan, request, pending, checkpoints,
+                                  progress, verify_early=verify)
     else:
         def move(key_range: KeyRange) -> None:
-            data = read_range(source, the_plan, request, key_range, on_rows=progress.add)
-            with at("target", target.name, f"writing range {key_range.label}"):
-                target.write_range(key_range, data, upsert=incremental)
-            rows, checksum = table_checksum(data)
-            if incremental and verify:  # the rows written, read back by key (others may have changed since)
-                held = table_checksum(rows_of(target, key_range, data, the_plan.keys))
-                if held != (rows, checksum):
-                    raise VerificationError([(key_range.id, (rows, checksum), held)], hint=(
-                        "the rows just written read back differently from the target"))
-            checkpoints.record(the_plan.job, key_range, rows, checksum)
+            moved = move_range(source, target, the_plan, request, key_range, progress, verify_written=verify)
+            checkpoints.record(the_plan.job, key_range, moved.rows, moved.checksum)
 
         _parallel(move, pending, request.parallelism)
     progress.log_line()
@@ -406,7 +401,7 @@ def _copy(source: Source, target: Target, request: BackfillRequest, the_plan: Pl
         unread = the_plan.ranges
         if early:  # read back after their commit: still right if the table still reads the same files there
             with at("target", target.name, "listing the files of the committed ranges"):
-                files_now = target.range_files([r for r in the_plan.ranges if r.id in early])
+                files_now = cast(StagingTarget, target).range_files([r for r in the_plan.ranges if r.id in early])
             proven = {rid for rid, (files, sums) in early.items() if files_now[rid] == files and sums == done[rid]}
             unread = [r for r in the_plan.ranges if r.id not in proven]
             log.info("backfill: %d ranges verified as they were committed, %d read back now", len(proven), len(unread))
@@ -432,7 +427,9 @@ def rows_of(target: Target, key_range: KeyRange, keys_of: pa.Table, keys: tuple[
             return read_keys(key_range, keys_of.select(list(keys)))
         held = target.read_range(key_range)
     wanted = keys_of.select(list(keys))
-    return held.join(wanted, list(keys), join_type="left semi") if held.num_rows and wanted.num_rows else held.slice(0, 0)
+    if held.num_rows and wanted.num_rows:
+        return held.join(wanted, list(keys), join_type="left semi")
+    return held.slice(0, 0)
 
 
 def _parallel(work: Callable[[KeyRange], T], ranges: list[KeyRange], parallelism: int) -> list[T]:
@@ -465,13 +462,12 @@ def _check_not_stale(target: Target, the_plan: Plan, done: dict[str, tuple[int, 
             "--restart (restart=True) to forget them and copy everything again")
 
 
-def remove_orphans(target: Any, job: str) -> None:
-    """Remove the staged files a killed run of the job left uncommitted (a target that stages)."""
-    remove = getattr(target, "remove_orphans", None)
-    if remove is None:
+def remove_orphans(target: Target, job: str) -> None:
+    """Remove the staged files a killed run of the job left uncommitted (a target that stages; others: nothing)."""
+    if not isinstance(target, StagingTarget):
         return
     with at("target", target.name, "removing uncommitted staged files"):
-        removed = remove(job)
+        removed = target.remove_orphans(job)
     if removed:
         log.info("backfill: removed %d staged files that an interrupted run left uncommitted", removed)
 
@@ -516,16 +512,16 @@ def _stage_and_commit(source: Source, target: StagingTarget, the_plan: Plan, req
     checkpointed after the commit that holds it; a failed range stops new ones, and the ranges
     already staged are committed before the error is raised.
 
-    With ``verify_early`` (and a target with ``snapshot_batches``), one more thread reads each
-    committed range back while later ranges are still copying, on the CPU the copy leaves idle.
+    With ``verify_early``, one more thread reads each committed range back while later ranges are still
+    copying, on the CPU the copy leaves idle.
 
     Returns:
         ``range id -> (files, (rows, checksum))`` of the ranges read back after their commit: the
         files the range's scan read and what it held (``run`` checks them at the end).
     """
-    snapshot_batches = getattr(target, "snapshot_batches", None) if verify_early else None
-    checks: dict[str, Future] = {}
-    checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") if snapshot_batches else None
+    snapshot_batches = target.snapshot_batches
+    checks: dict[str, Future[tuple[Any, tuple[int, int]]]] = {}
+    checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") if verify_early else None
 
     def read_back(key_range: KeyRange) -> tuple[Any, tuple[int, int]]:
         files, batches = snapshot_batches(key_range)
@@ -573,19 +569,19 @@ def _stage_and_commit(source: Source, target: StagingTarget, the_plan: Plan, req
         finally:
             if checker is not None:
                 # Ranges whose read-back has not begun are left to the end's parallel verification.
-                for future in checks.values():
-                    future.cancel()
+                for check in checks.values():
+                    check.cancel()
                 checker.shutdown(wait=True)
     if failure is not None:
         raise failure
-    early = {}
-    for rid, future in checks.items():
-        if future.cancelled():
+    early: dict[str, tuple[Any, tuple[int, int]]] = {}
+    for rid, check in checks.items():
+        if check.cancelled():
             continue
-        if future.exception() is not None:  # not proven: read back again at the end
-            log.warning("backfill: reading back range %s after its commit failed: %s", rid, future.exception())
+        if check.exception() is not None:  # not proven: read back again at the end
+            log.warning("backfill: reading back range %s after its commit failed: %s", rid, check.exception())
             continue
-        early[rid] = future.result()
+        early[rid] = check.result()
     return early
 
 
@@ -604,7 +600,130 @@ def _each_range(work: Callable[[KeyRange], tuple[int, int]], ranges: list[KeyRan
                 on_range(finished[0], len(ranges))
         return result
 
-    return dict(zip([r.id for r in ranges], _parallel(counted, ranges, parallelism)))
+    return dict(zip([r.id for r in ranges], _parallel(counted, ranges, parallelism), strict=False))
+
+
+@dataclass(frozen=True)
+class MovedRange:
+    """One key range moved by ``move_range``: what it held, and what a staging target staged for it.
+
+    Attributes:
+        key_range: The range.
+        rows: Rows the source held in it (sync: rows compared).
+        checksum: Their checksum (``checksum.table_checksum``).
+        staged: What a staging target staged (to ``commit``), None when the range was written.
+    """
+
+    key_range: KeyRange
+    rows: int
+    checksum: int
+    staged: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"lo", "hi", "rows", "checksum", "staged_file"}`` (the checksum as text: XCom is JSON)."""
+        return {**self.key_range.to_dict(), "rows": self.rows, "checksum": str(self.checksum),
+                "staged_file": self.staged}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MovedRange:
+        """The inverse of ``to_dict``."""
+        return cls(KeyRange.from_dict(data), int(data["rows"]), int(data["checksum"]), data.get("staged_file"))
+
+
+def stages(target: Target, request: BackfillRequest) -> bool:
+    """Whether a run of ``request`` stages its ranges and commits them later (a full copy into a staging target)."""
+    return request.mode is Mode.FULL and isinstance(target, StagingTarget)
+
+
+def move_range(source: Source, target: Target, the_plan: Plan, request: BackfillRequest, key_range: KeyRange,
+               progress: Progress | None = None, verify_written: bool = False) -> MovedRange:
+    """Move one key range of a planned backfill, as the request's mode says.
+
+    - ``sync``: compare the range on both sides and repair what differs (``sync.compare_range``);
+    - a full copy into a staging target (Iceberg): stream the range into a staged file, committed
+      later (``stage_range``; the caller commits, e.g. ``commit_and_verify``);
+    - otherwise: read the range and write it (replacing it; ``incremental`` upserts by key).
+
+    The target must have been prepared (``target.prepare``) for the plan's schema and keys.
+
+    Args:
+        source: Where rows come from.
+        target: Where they go.
+        the_plan: The plan (``plan`` or ``describe``).
+        request: What to copy and how.
+        key_range: The range.
+        progress: Counts the rows as they stream (None: not counted).
+        verify_written: Incremental runs: read the rows just written back by key and compare them.
+
+    Returns:
+        The range's rows and checksum, and what was staged (to commit).
+
+    Raises:
+        SourceError, TargetError: a datastore failed (the message names it and has its own words).
+        VerificationError: ``verify_written`` and the rows read back differ.
+    """
+    on_rows = progress.add if progress is not None else None
+    if request.mode is Mode.SYNC:
+        from airflow_mesh.backfill import sync
+
+        (rows, checksum), found = sync.compare_range(source, target, request, the_plan, key_range,
+                                                     progress or Progress(0))
+        if found is not None:
+            log.info("Sync: %s", found.describe())
+            sync.apply_changes(target, key_range, found)
+        return MovedRange(key_range, rows, checksum)
+    if stages(target, request):
+        staged, (rows, checksum) = stage_range(source, cast(StagingTarget, target), the_plan, request, key_range,
+                                               on_rows=on_rows)
+        return MovedRange(key_range, rows, checksum, staged)
+    incremental = request.mode is Mode.INCREMENTAL
+    data = read_range(source, the_plan, request, key_range, on_rows=on_rows)
+    with at("target", target.name, f"writing range {key_range.label}"):
+        target.write_range(key_range, data, upsert=incremental)
+    rows, checksum = table_checksum(data)
+    if incremental and verify_written:  # the rows written, read back by key (others may have changed since)
+        held = table_checksum(rows_of(target, key_range, data, the_plan.keys))
+        if held != (rows, checksum):
+            raise VerificationError([(key_range.id, (rows, checksum), held)], hint=(
+                "the rows just written read back differently from the target"))
+    return MovedRange(key_range, rows, checksum)
+
+
+def commit_and_verify(source: Source, target: Target, the_plan: Plan, request: BackfillRequest,
+                      moved: list[MovedRange], verify: bool = True) -> None:
+    """Commit what ``move_range`` staged for the ranges (one commit for all), then verify every range.
+
+    The staged files of the plan's job that no commit holds (those of range moves that were retried)
+    are removed after the commit. Verification compares each range of the target with what the
+    source held there: the moved rows and checksums for a full copy or a sync, the source read again
+    (cursor filter left out) for an incremental run, whose ranges hold more than the rows it moved.
+
+    Args:
+        source: The original.
+        target: The copy (prepared).
+        the_plan: The plan (``describe`` suffices).
+        request: What was copied and how.
+        moved: The ranges moved.
+        verify: Compare every range's rows and checksum with the target.
+
+    Raises:
+        TargetError: the commit failed.
+        VerificationError: naming every range that differs.
+    """
+    staged = [(m.key_range, m.staged) for m in moved if m.staged]
+    if staged:
+        with at("target", target.name, f"committing {len(staged)} ranges"):
+            cast(StagingTarget, target).commit(staged)
+        log.info("Committed %d staged data files in one Iceberg commit", len(staged))
+        remove_orphans(target, the_plan.job)  # files of range-task attempts that were retried
+    if not verify:
+        return
+    ranges = [m.key_range for m in moved]
+    if request.mode is Mode.INCREMENTAL:
+        expected = source_checksums(source, the_plan, request, ranges)
+    else:
+        expected = {m.key_range.id: (m.rows, m.checksum) for m in moved}
+    verify_target(target, ranges, expected, request.parallelism)
 
 
 def source_checksums(source: Source, the_plan: Plan, request: BackfillRequest,
@@ -612,7 +731,9 @@ def source_checksums(source: Source, the_plan: Plan, request: BackfillRequest,
     """``range id -> (rows, checksum)`` of the source's rows in each range, cursor filter left out
     (what the target must hold there, whatever the mode), ``request.parallelism`` ranges at a time."""
     whole = request.model_copy(update={"mode": Mode.FULL, "cursor_after": None})
-    return _each_range(lambda r: batches_checksum(stream_range(source, the_plan, whole, r)), ranges, request.parallelism)
+    return _each_range(
+        lambda r: batches_checksum(stream_range(source, the_plan, whole, r)), ranges, request.parallelism
+    )
 
 
 def target_checksum(target: Target, key_range: KeyRange) -> tuple[int, int]:
@@ -664,5 +785,6 @@ def verify(source: Source, target: Target, request: BackfillRequest,
     return sync(source, target, whole, None, verify=False, on_verify=on_verify, write=False)
 
 
-__all__ = ["Plan", "Progress", "Summary", "describe", "plan", "remove_orphans", "run", "source_checksums", "stage_range", "target_checksum",
-           "verify", "verify_target"]
+__all__ = ["MovedRange", "Plan", "Progress", "Summary", "commit_and_verify", "describe", "move_range", "plan",
+           "remove_orphans", "run", "source_checksums", "stage_range", "stages", "target_checksum", "verify",
+           "verify_target"]

@@ -19,13 +19,13 @@ T = TypeVar("T")
 
 _HINTS = [
     (re.compile(r"password authentication failed|Access denied for user|authentication failed|"
-                r"no password supplied|security_exception|401 Unauthorized", re.I),
+                r"no password supplied|security_exception|401 Unauthorized", re.IGNORECASE),
      "check the connection's user and password"),
     (re.compile(r"Connection refused|could not translate host name|Name or service not known|"
                 r"Broker transport failure|Failed to establish a new connection|timed out waiting for connection|"
-                r"Can't connect to|Connection timed out|No route to host", re.I),
+                r"Can't connect to|Connection timed out|No route to host", re.IGNORECASE),
      "is the server running, and reachable at that address and port?"),
-    (re.compile(r"permission denied|command denied|insufficient privilege|TOPIC_AUTHORIZATION_FAILED", re.I),
+    (re.compile(r"permission denied|command denied|insufficient privilege|TOPIC_AUTHORIZATION_FAILED", re.IGNORECASE),
      "grant the connection's user the privileges it needs"),
 ]
 _MAX = 500
@@ -69,7 +69,8 @@ def message(exc: BaseException) -> str:
     if module == "pymysql" and len(getattr(exc, "args", ())) == 2:
         code, text = exc.args
         return _one_line(f"{text} (MariaDB error {code})")
-    if isinstance(exc, RuntimeError) and (found := re.search(r"(?:MySqlError|PostgresError|Error) \{ (.*) \}", str(exc))):
+    connectorx = r"(?:MySqlError|PostgresError|Error) \{ (.*) \}"
+    if isinstance(exc, RuntimeError) and (found := re.search(connectorx, str(exc))):
         return _one_line(found.group(1))  # ConnectorX
     if module in ("elasticsearch", "elastic_transport"):
         body = getattr(exc, "body", None)

@@ -17,6 +17,7 @@ Avro
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -25,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import pyarrow as pa
@@ -103,7 +104,8 @@ class KafkaTarget:
                  schema_registry_config: Mapping[str, Any] | None = None) -> None:
         topic = kafka_topic(topic)
         if value_format not in VALUE_FORMATS:
-            raise PlanError(f"Kafka topic {topic}: value format {value_format!r} is not one of {', '.join(VALUE_FORMATS)}")
+            raise PlanError(f"Kafka topic {topic}: value format {value_format!r} is not one of "
+                            f"{', '.join(VALUE_FORMATS)}")
         if value_format == "avro" and not schema_registry_url:
             raise PlanError(f"Kafka topic {topic}: value format avro needs a schema registry (its URL, or a "
                             "schema_registry connection)")
@@ -180,8 +182,8 @@ class KafkaTarget:
         except AvroCompatibilityError as exc:  # e.g. a version that is a JSON Schema, not Avro
             found, previous = [], [*previous[:-1], f"{previous[-1]} ({exc})"]
         reasons = [f"subject {subject} ({level.value}): {problem.describe()}" for problem in found]
-        return reasons or [f"subject {subject}: the registry finds the schema incompatible under {level.value} "
-                           f"(the latest registered version is {previous[-1]})"]
+        return reasons or [(f"subject {subject}: the registry finds the schema incompatible under {level.value} "
+                            f"(the latest registered version is {previous[-1]})")]
 
     # ---------------------------------------------------------------- the Target protocol
 
@@ -231,11 +233,17 @@ class KafkaTarget:
             for subject, avro in ((self.key_subject, self.key_schema), (self.value_subject, self.value_schema)):
                 self._ids[subject] = self._client().register_schema(subject, Schema(json.dumps(avro), "AVRO"))
 
+    def _prepared(self, schema: dict[str, Any] | None) -> dict[str, Any]:
+        """An Avro schema that ``prepare`` makes."""
+        if schema is None:
+            raise RuntimeError(f"Kafka topic {self.topic}: its Avro schemas are made by prepare(), which has not run")
+        return schema
+
     def _encode_keys(self, batch: pa.RecordBatch) -> list[bytes]:
         """The message keys of a batch of key columns (as ``_encode`` writes them)."""
         if self.value_format == "avro":
             key_header = b"\0" + self._ids[self.key_subject].to_bytes(4, "big")
-            return encode_bodies(batch.select(list(self.keys)), self.key_schema, key_header).to_pylist()
+            return encode_bodies(batch.select(list(self.keys)), self._prepared(self.key_schema), key_header).to_pylist()
         if len(self.keys) == 1:
             return json_keys(batch, self.keys[0])
         return json_lines(batch.select(list(self.keys)))
@@ -244,12 +252,14 @@ class KafkaTarget:
         """The keys and values of a batch's messages."""
         if self.value_format == "avro":
             value_header = b"\0" + self._ids[self.value_subject].to_bytes(4, "big")
-            return self._encode_keys(batch), encode_bodies(batch, self.value_schema, value_header).to_pylist()
+            values = encode_bodies(batch, self._prepared(self.value_schema), value_header).to_pylist()
+            return self._encode_keys(batch), values
         return self._encode_keys(batch), json_lines(batch)
 
     def _producer_config(self, key_range: KeyRange) -> dict[str, Any]:
         defaults = {**PRODUCER_DEFAULTS, **({"partitioner": AVRO_PARTITIONER} if self.value_format == "avro" else {})}
-        return {**self._client_config(defaults), "transactional.id": f"airflow-mesh-backfill-{self.topic}-{key_range.id}"}
+        return {**self._client_config(defaults),
+                "transactional.id": f"airflow-mesh-backfill-{self.topic}-{key_range.id}"}
 
     def _client_config(self, defaults: dict[str, Any]) -> dict[str, Any]:
         """librdkafka settings: ``defaults`` under the connection's own, and librdkafka's log lines
@@ -293,7 +303,7 @@ class KafkaTarget:
         try:
             for batch in data.to_batches(max_chunksize=ENCODE_ROWS):
                 keys, values = self._encode(batch)
-                for message_key, value in zip(keys, values):
+                for message_key, value in zip(keys, values, strict=True):
                     produce(value, message_key)
                 producer.poll(0)  # serve delivery reports, a batch at a time
             if deletes is not None and deletes.num_rows:
@@ -302,10 +312,8 @@ class KafkaTarget:
                         produce(None, message_key)
             producer.commit_transaction(300)
         except BaseException:
-            try:
+            with contextlib.suppress(Exception):  # the first error is the one to report
                 producer.abort_transaction(60)
-            except Exception:  # noqa: BLE001 - the first error is the one to report
-                pass
             raise
         self._latest = None
 
@@ -338,7 +346,7 @@ class KafkaTarget:
         tables = []
         for schema_id, group in by_id.items():
             if schema_id == self._ids.get(self.value_subject):
-                tables.append(decode_bodies(group, self.value_schema, self.schema, offset=5))
+                tables.append(decode_bodies(group, self._prepared(self.value_schema), self.schema, offset=5))
             else:
                 writer = json.loads(self._client().get_schema(schema_id).schema_str)
                 tables.append(decode_bodies(group, writer, self.schema, offset=5, reader=self.value_schema))
@@ -353,7 +361,7 @@ class KafkaTarget:
                              "group.id": f"airflow-mesh-verify-{uuid.uuid4().hex}", "enable.auto.commit": False,
                              "isolation.level": "read_committed", "enable.partition.eof": True,
                              "auto.offset.reset": "earliest"})
-        latest: dict[bytes, bytes] = {}
+        latest: dict[bytes | None, bytes] = {}
         try:
             partitions = consumer.list_topics(self.topic, timeout=METADATA_TIMEOUT).topics[self.topic].partitions
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
@@ -370,10 +378,11 @@ class KafkaTarget:
                             continue
                         raise BackfillError(f"reading {self.topic}: {error}")
                     idle_since = time.monotonic()
-                    if message.value() is None:
-                        latest.pop(message.key(), None)
+                    key, value = message.key(), message.value()
+                    if value is None:
+                        latest.pop(key, None)
                     else:
-                        latest[message.key()] = message.value()
+                        latest[key] = value
         finally:
             consumer.close()
         table = self._decode(list(latest.values()))
@@ -456,7 +465,7 @@ def json_lines(batch: pa.RecordBatch | pa.Table) -> list[bytes]:
             raise TypeMappingError(f"column {name!r} holds NaN or an infinity, which JSON cannot hold; "
                                    "write the topic in Avro (value_format avro)")
     stored = table_to_storage(batch, _json_schema(batch.schema))
-    frame = pl.from_arrow(stored, rechunk=False)
+    frame = cast(pl.DataFrame, pl.from_arrow(stored, rechunk=False))  # a table in, a frame out
     out = io.BytesIO()
     frame.write_ndjson(out)
     return out.getvalue().split(b"\n")[:-1]
@@ -474,7 +483,7 @@ def json_keys(batch: pa.RecordBatch | pa.Table, key: str) -> list[bytes]:
     return pc.cast(keys, pa.binary()).to_pylist()
 
 
-def _polars_type(t: pa.DataType) -> pl.DataType:
+def _polars_type(t: pa.DataType) -> pl.DataType | type[pl.DataType]:
     """How polars reads a column's JSON: integers as 64-bit ones (it reads no narrower), floats as
     doubles (a float32's shortest text read as a double rounds back exactly), lists of these."""
     if pa.types.is_list(t):

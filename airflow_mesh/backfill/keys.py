@@ -21,6 +21,7 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, TypeVar
 
 from airflow_mesh.backfill.errors import PlanError
@@ -249,7 +250,7 @@ def ranges_from_sample(sample: Sequence[tuple[Any, ...]], rows: int, range_size:
         if candidate is not None and (not boundaries or candidate > boundaries[-1]) and candidate > keys[0]:
             boundaries.append(candidate)
     bounds: list[Bound] = [None, *(json_bound(b) for b in boundaries), None]
-    return [KeyRange(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+    return [KeyRange(lo, hi) for lo, hi in pairwise(bounds)]
 
 
 def extend_ranges(saved: list[KeyRange], min_key: int | None, max_key: int | None) -> list[KeyRange]:

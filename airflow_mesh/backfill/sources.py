@@ -69,7 +69,8 @@ class TableInfo:
             PlanError: no usable key: none given or found, an unknown column, or a type without
                 an order every store agrees on (binary, floating point, JSON, arrays).
         """
-        columns = key_columns(requested) or (tuple(self.primary_key) or (self.unique_keys[0] if self.unique_keys else ()))
+        columns = key_columns(requested) or (tuple(self.primary_key)
+                                             or (self.unique_keys[0] if self.unique_keys else ()))
         if not columns:
             raise PlanError(f"table {self.name}: it has no primary key or unique key; name the column (or columns, "
                             "comma-separated) that identify a row with `key` (--key)")
@@ -77,7 +78,8 @@ class TableInfo:
         if missing:
             raise PlanError(f"table {self.name}: key column {', '.join(map(repr, missing))} does not exist "
                             f"(columns: {', '.join(self.schema.names)})")
-        unordered = [f"{c!r} is {self.schema.field(c).type}" for c in columns if not _orderable(self.schema.field(c).type)]
+        unordered = [f"{c!r} is {self.schema.field(c).type}" for c in columns
+                     if not _orderable(self.schema.field(c).type)]
         if unordered:
             raise PlanError(f"table {self.name}: key column {'; '.join(unordered)}, which ranges cannot be cut on; "
                             "name other key columns with `key` (--key)")
@@ -146,6 +148,10 @@ class Source(Protocol):
 
     def duplicate_key(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest) -> tuple[Any, ...] | None:
         """A key value more than one selected row holds, or that is NULL; None when the key is unique."""
+        ...
+
+    def cursor_max(self, info: TableInfo, column: str, request: BackfillRequest) -> Any:
+        """The largest value of a cursor column among the rows the request's filter selects."""
         ...
 
     def read_range(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
@@ -313,7 +319,7 @@ class _SqlSource:
             except TypeMappingError as exc:
                 problems[row["name"]] = "; ".join(exc.problems)
         if unbounded:
-            problems.update(zip([e.column for e in unbounded], self._unmapped(table, unbounded)))
+            problems.update(zip([e.column for e in unbounded], self._unmapped(table, unbounded), strict=True))
         refused = self._refused_selects(table, fields, casts)
         problems.update(refused)
         in_order = [problems[r["name"]] for r in rows if r["name"] in problems]  # one line a column, in order
@@ -374,7 +380,8 @@ class _SqlSource:
             # At or past the mark: the rows at the mark itself are read again (they may have been
             # written by a transaction the last run could not see yet), and upserted by key.
             cursor = info.schema.field(request.cursor_column)
-            conditions.append(f"{self._ident(cursor.name)} >= {self._cursor_literal(request.cursor_after, cursor.type)}")
+            after = self._cursor_literal(request.cursor_after, cursor.type)
+            conditions.append(f"{self._ident(cursor.name)} >= {after}")
         conditions += [c for c in extra if c]
         return (" WHERE " + " AND ".join(conditions)) if conditions else ""
 
@@ -437,7 +444,8 @@ class _SqlSource:
         columns = ", ".join(self._select(info.schema.field(k)) for k in keys)
         unbounded = request.model_copy(update={"cursor_after": None})
         batches = [_cast(b, pa.schema([info.schema.field(k) for k in keys]))
-                   for b in self._stream(f"SELECT {columns} FROM {self._table(info)}" + self._where(info, keys, unbounded, None))]
+                   for b in self._stream(f"SELECT {columns} FROM {self._table(info)}"
+                                         + self._where(info, keys, unbounded, None))]
         return pa.Table.from_batches(batches, schema=pa.schema([info.schema.field(k) for k in keys]))
 
     def segment_counts(self, info: TableInfo, key: str, request: BackfillRequest, lo: int, width: int) -> pa.Table:
@@ -462,7 +470,8 @@ class _SqlSource:
             highs = ",".join(str(b) for _, b in spans)
             source = (f"unnest('{{{lows}}}'::bigint[], '{{{highs}}}'::bigint[]) AS mesh_ranges(mesh_lo, mesh_hi) "
                       f"JOIN {table} ON {column} >= mesh_lo AND {column} < mesh_hi")
-            sql = f"SELECT {self._select(info.schema.field(key))} FROM {source}" + self._where(info, (key,), unbounded, None)
+            sql = (f"SELECT {self._select(info.schema.field(key))} FROM {source}"
+                   + self._where(info, (key,), unbounded, None))
         else:
             sql = (f"SELECT {self._select(info.schema.field(key))} FROM {table}"
                    + self._where(info, (key,), unbounded, None, segment_ranges(column, lo, width, segments)))
@@ -480,8 +489,8 @@ class _SqlSource:
         One aggregate over the selected rows."""
         columns = ", ".join(self._ident(k) for k in keys)
         nulls = " OR ".join(f"{self._ident(k)} IS NULL" for k in keys)
-        found = self._query(f"SELECT {columns} FROM {self._table(info)}" + self._where(info, keys, request, None, f"({nulls})")
-                            + " LIMIT 1")
+        found = self._query(f"SELECT {columns} FROM {self._table(info)}"
+                            + self._where(info, keys, request, None, f"({nulls})") + " LIMIT 1")
         if found.num_rows:
             return tuple(found.to_pylist()[0].values())
         found = self._query(f"SELECT {columns} FROM {self._table(info)}" + self._where(info, keys, request, None)
@@ -498,10 +507,18 @@ class _SqlSource:
             yield _cast(batch, info.schema)
 
 
+def _one_value(cur: Any) -> Any:
+    """The value of a query that answers one row of one column (an aggregate)."""
+    row = cur.fetchone()
+    if row is None:
+        raise RuntimeError("an aggregate query answered no row")
+    return row[0]
+
+
 def merged_segments(lo: int, width: int, segments: list[int]) -> list[tuple[int, int]]:
     """The key ranges ``[a, b)`` of the given segments, adjacent ones merged."""
     spans: list[list[int]] = []
-    for segment in sorted(set(int(s) for s in segments)):
+    for segment in sorted({int(s) for s in segments}):
         if spans and spans[-1][1] == segment:
             spans[-1][1] = segment + 1
         else:
@@ -519,7 +536,7 @@ def segment_ranges(column: str, lo: int, width: int, segments: list[int]) -> str
 def _key_tuples(table: pa.Table, keys: tuple[str, ...]) -> list[tuple[Any, ...]]:
     """The rows of a table of key columns as tuples of JSON-form values (what bounds hold)."""
     columns = [table.column(k).to_pylist() for k in keys]
-    return [tuple(json_value(v) for v in row) for row in zip(*columns)]
+    return [tuple(json_value(v) for v in row) for row in zip(*columns, strict=True)]
 
 
 class PostgresSource(_SqlSource):
@@ -652,8 +669,6 @@ class PostgresSource(_SqlSource):
             cur.execute(sql)
             yield from cur.fetch_record_batch()
 
-    dialect = "postgres"
-
     def _columns_sql(self, schema_name: str, table: str) -> str:
         # A domain is read as its base type (PostgreSQL describes its values so); `kind` is the
         # (base or element) type's typtype: b base, e enum, c composite, r/m range/multirange.
@@ -778,15 +793,15 @@ class MariaDbSource(_SqlSource):
                              database=location.database, charset="utf8mb4", connect_timeout=15,
                              init_command="SET time_zone = '+00:00'") as conn, conn.cursor() as cur:
             cur.execute("SELECT UTC_TIMESTAMP(6)")
-            now = cur.fetchone()[0].replace(tzinfo=dt.timezone.utc)
+            now = _one_value(cur).replace(tzinfo=dt.timezone.utc)
             try:
                 cur.execute("SELECT MIN(trx_started) FROM information_schema.INNODB_TRX "
                             "WHERE trx_mysql_thread_id <> CONNECTION_ID()")
             except pymysql.err.OperationalError:  # 1227: access denied (no PROCESS)
                 return now, None, True
-            oldest = cur.fetchone()[0]
+            oldest = _one_value(cur)
             cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST")
-            sees_others = cur.fetchone()[0] > 1
+            sees_others = _one_value(cur) > 1
         # INNODB_TRX shows every session's transactions only with PROCESS; PROCESSLIST alike.
         return now, oldest.replace(tzinfo=dt.timezone.utc) if oldest else None, not sees_others
 
@@ -811,8 +826,6 @@ class MariaDbSource(_SqlSource):
                 f"WHERE TABLE_SCHEMA = {self._literal(schema_name or self.location.database)} "
                 f"AND TABLE_NAME = {self._literal(table)} AND NON_UNIQUE = 0 AND SUB_PART IS NULL")
 
-    dialect = "mysql"
-
     def _columns_sql(self, schema_name: str, table: str) -> str:
         # MariaDB's JSON is a LONGTEXT with a json_valid check; MySQL's has a type of its own.
         return ("SELECT c.COLUMN_NAME AS name, c.COLUMN_TYPE AS type, c.COLUMN_KEY = 'PRI' AS is_key, "
@@ -835,8 +848,16 @@ class MariaDbSource(_SqlSource):
 def iceberg_filter(keys: tuple[str, ...], key_range: KeyRange):
     """``lo <= key < hi`` as a pyiceberg row filter (lexicographic for a composite key); pyiceberg
     binds each bound's JSON form (text for dates, uuids, decimals...) to the field's type."""
-    from pyiceberg.expressions import (AlwaysTrue, And, EqualTo, GreaterThan, GreaterThanOrEqual, LessThan,
-                                       LessThanOrEqual, Or)
+    from pyiceberg.expressions import (
+        AlwaysTrue,
+        And,
+        EqualTo,
+        GreaterThan,
+        GreaterThanOrEqual,
+        LessThan,
+        LessThanOrEqual,
+        Or,
+    )
 
     ops = {">": GreaterThan, ">=": GreaterThanOrEqual, "<": LessThan, "<=": LessThanOrEqual}
 
@@ -908,6 +929,11 @@ class IcebergSource:
 
     def _keys(self, info: TableInfo, keys: tuple[str, ...]) -> pa.Table:
         return self._scan(info.name, selected_fields=keys).to_arrow()
+
+    def cursor_max(self, info: TableInfo, column: str, request: BackfillRequest) -> Any:
+        """Refused: an Iceberg source takes no incremental cursor (``PlanError``, as for every read)."""
+        self._no_filters(request)
+        raise PlanError("an Iceberg source takes no SQL filter or incremental cursor (yet)")
 
     def non_finite(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest,
                    columns: list[str]) -> dict[str, int]:

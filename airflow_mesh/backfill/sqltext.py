@@ -90,7 +90,7 @@ def range_predicate(columns: Sequence[tuple[str, pa.DataType]], key_range: KeyRa
     for bound, op in ((key_range.lo, ">="), (key_range.hi, "<")):
         if bound is None:
             continue
-        values = [key_literal(v, t, dialect) for v, (_, t) in zip(parts(bound, len(columns)), columns)]
+        values = [key_literal(v, t, dialect) for v, (_, t) in zip(parts(bound, len(columns)), columns, strict=True)]
         right = values[0] if len(values) == 1 else "(" + ", ".join(values) + ")"
         conditions.append(f"{left} {op} {right}")
     return " AND ".join(conditions) or None

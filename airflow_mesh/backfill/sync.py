@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import polars as pl
 import pyarrow as pa
@@ -28,16 +28,46 @@ import pyarrow as pa
 from airflow_mesh.backfill import marks
 from airflow_mesh.backfill.checkpoint import CheckpointStore
 from airflow_mesh.backfill.checksum import batches_checksum, canonical_keys, row_hashes, table_checksum
-from airflow_mesh.backfill.engine import (Plan, Progress, Summary, _parallel, plan, read_range,
-                                          stream_range, target_checksum)
+from airflow_mesh.backfill.engine import (
+    Plan,
+    Progress,
+    Summary,
+    _parallel,
+    plan,
+    read_range,
+    stream_range,
+    target_checksum,
+)
 from airflow_mesh.backfill.errors import TargetError, VerificationError
 from airflow_mesh.backfill.explain import at
 from airflow_mesh.backfill.keys import KeyRange
 from airflow_mesh.backfill.plan import SEES, BackfillRequest, Mode, job_id, stream_id
-from airflow_mesh.backfill.sources import Source
+from airflow_mesh.backfill.sources import Source, TableInfo
 from airflow_mesh.backfill.targets import Target
 
 log = logging.getLogger(__name__)
+
+
+class _SegmentedSource(Protocol):
+    """What a sync from a baseline needs of its source besides ``Source`` (the SQL sources have it):
+    every key, and an integer key's values counted and listed by segment in the database."""
+
+    name: str
+
+    def all_keys(self, info: TableInfo, keys: tuple[str, ...], request: BackfillRequest) -> pa.Table: ...
+
+    def segment_counts(self, info: TableInfo, key: str, request: BackfillRequest, lo: int, width: int) -> pa.Table: ...
+
+    def keys_in_segments(self, info: TableInfo, key: str, request: BackfillRequest, lo: int, width: int,
+                         segments: list[int]) -> pa.Table: ...
+
+
+class _SegmentedTarget(Protocol):
+    """A target that counts and lists an integer key's values by segment itself."""
+
+    def segment_counts(self, lo: int, width: int) -> pa.Table: ...
+
+    def keys_in_segments(self, lo: int, width: int, segments: list[int]) -> pa.Table: ...
 
 
 @dataclass
@@ -134,28 +164,29 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
         raise ValueError("a sync that writes needs a checkpoint store")
     if restart and checkpoints is not None:
         checkpoints.forget(job)
+    store = checkpoints if write else None  # where the run records its progress: nowhere unless it writes
     with contextlib.ExitStack() as held:
         with at("source", source.name, "opening a consistent view"):
             view = held.enter_context(source.consistent())
-        the_plan = plan(source, target, request, checkpoints if write else None)
+        the_plan = plan(source, target, request, store)
         summary = Summary(the_plan.job, request.table, source.name, target.name, ranges=len(the_plan.ranges),
                           dry_run=request.dry_run, restarted=restart, mode=Mode.SYNC.value, sees=SEES[Mode.SYNC],
                           consistent=view.consistent)
         if request.dry_run:
             summary.rows, summary.seconds = the_plan.rows, time.monotonic() - started
             return summary
-        this_run = checkpoints.begin_run(job, None, marks.proved_time(view, request.cursor_lag)) if write else None
+        this_run = None if store is None else store.begin_run(job, None, marks.proved_time(view, request.cursor_lag))
         with at("target", target.name, "creating or checking the target"):
             target.prepare(the_plan.info.schema, the_plan.keys)
-        baseline = checkpoints.baseline(stream) if write and not request.deep else None
+        baseline = store.baseline(stream) if store is not None and not request.deep else None
         changed_since = getattr(source, "changed_since", None)
         since = changed_since(the_plan.info, the_plan.keys, request, baseline) \
             if baseline is not None and changed_since is not None else None
         found = keep = None
-        if since is not None:
+        if since is not None and store is not None:  # (a baseline, so a store)
             try:
                 found, keep = _since(source, target, the_plan, request, since, verify, progress_to=on_progress,
-                                     kept=checkpoints.baseline_counts(stream))
+                                     kept=store.baseline_counts(stream))
                 summary.compared = "the rows changed since the last verified run (row versions), and the keys"
             except TooManyChanges as exc:
                 log.info("sync: %s rows changed since the last verified run: every range is compared instead", exc)
@@ -163,7 +194,7 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
             diffs = [] if found.empty else [found]
         else:
             summary.compared = "every range of both sides (checksums, then row by row where they differ)"
-            diffs = _every_range(source, target, request, the_plan, checkpoints, job, write, verify, on_progress,
+            diffs = _every_range(source, target, request, the_plan, store, job, write, verify, on_progress,
                                  on_verify)
             if write and view.version is not None:
                 keep = counted(source, the_plan, request)  # what the next sync, from this baseline, compares with
@@ -172,30 +203,31 @@ def sync(source: Source, target: Target, request: BackfillRequest, checkpoints: 
     summary.inserted = sum(d.missing for d in diffs)
     summary.updated = sum(d.different for d in diffs)
     summary.deleted = sum(d.extra for d in diffs)
-    if not write:
+    if store is None:  # write=False
         if diffs:
             raise VerificationError([], hint="run with --mode sync (mode='sync') to repair them", drift=diffs)
         summary.verified = True
         summary.seconds = round(time.monotonic() - started, 3)
         return summary
-    checkpoints.complete_run(job)
+    store.complete_run(job)
     summary.verified = verify
-    checkpoints.set_baseline(stream, view.version)  # the target now equals this view of the source
+    store.set_baseline(stream, view.version)  # the target now equals this view of the source
     if keep is not None:
-        checkpoints.set_baseline_counts(stream, keep)
+        store.set_baseline_counts(stream, keep)
     if this_run is not None and this_run.mark is not None:
         summary.cursor_max = this_run.mark
-        checkpoints.set_watermark(marks.mark_key(stream), this_run.mark)
+        store.set_watermark(marks.mark_key(stream), this_run.mark)
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
 
 
 def _every_range(source: Source, target: Target, request: BackfillRequest, the_plan: Plan,
-                 checkpoints: CheckpointStore | None, job: str, write: bool, verify: bool,
+                 store: CheckpointStore | None, job: str, write: bool, verify: bool,
                  on_progress: Callable[[int, int], None] | None,
                  on_verify: Callable[[int, int], None] | None) -> list[RangeDiff]:
-    """Compare every range of both sides, and repair those that differ (``write``)."""
-    done = checkpoints.done(job) if write else {}
+    """Compare every range of both sides, and repair those that differ (``write``, then ``store`` records
+    each range done)."""
+    done = store.done(job) if store is not None else {}
     pending = [r for r in the_plan.ranges if r.id not in done]
     progress = Progress(the_plan.rows, on_progress)
     compared = [0]
@@ -212,8 +244,8 @@ def _every_range(source: Source, target: Target, request: BackfillRequest, the_p
                 if held_now != expected:
                     raise VerificationError([(key_range.id, expected, held_now)],
                                             hint="the range still differs after its repair")
-        if write:
-            checkpoints.record(job, key_range, *expected)
+        if store is not None:
+            store.record(job, key_range, *expected)
         with lock:
             compared[0] += 1
             if on_verify is not None:
@@ -284,7 +316,8 @@ def counted(source: Source, the_plan: Plan, request: BackfillRequest,
     if lo_width is None or not hasattr(source, "segment_counts"):
         return None
     with at("source", source.name, "counting the keys of each segment"):
-        table = source.segment_counts(the_plan.info, the_plan.keys[0], request, *lo_width).select(["seg", "n"])
+        counting = cast(_SegmentedSource, source)  # it has segment_counts
+        table = counting.segment_counts(the_plan.info, the_plan.keys[0], request, *lo_width).select(["seg", "n"])
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -293,7 +326,7 @@ def counted(source: Source, the_plan: Plan, request: BackfillRequest,
 
 def _segment_counts(keys: pa.Array | pa.ChunkedArray, lo: int, width: int) -> pl.DataFrame:
     """``seg, n``: how many of an integer key's values fall in each segment ``[lo + seg*width, ...)``."""
-    frame = pl.from_arrow(pa.table({"k": keys}))
+    frame = cast(pl.DataFrame, pl.from_arrow(pa.table({"k": keys})))  # a table in, a frame out
     return frame.group_by(((pl.col("k") - lo) // width).alias("seg")).agg(pl.len().alias("n"))
 
 
@@ -302,7 +335,7 @@ def _deleted(source: Source, target: Target, the_plan: Plan, request: BackfillRe
     """The keys the target holds and the source no longer has."""
     keys = the_plan.keys
     if counts is not None:  # integer key: only the segments whose counts disagree are compared
-        source_counts, target_counts = (pl.from_arrow(f.result()) for f in counts)
+        source_counts, target_counts = (cast(pl.DataFrame, pl.from_arrow(f.result())) for f in counts)
         added = _segment_counts(new_keys.column(keys[0]), lo, width)
         both = (target_counts.join(added, on="seg", how="left", suffix="_new")
                 .join(source_counts, on="seg", how="left", suffix="_source").fill_null(0))
@@ -310,11 +343,14 @@ def _deleted(source: Source, target: Target, the_plan: Plan, request: BackfillRe
         if not segments:
             return new_keys.slice(0, 0)
         with at("source", source.name, f"reading the keys of {len(segments)} segments"):
-            source_keys = source.keys_in_segments(the_plan.info, keys[0], request, lo, width, segments)
+            source_keys = cast(_SegmentedSource, source).keys_in_segments(the_plan.info, keys[0], request, lo, width,
+                                                                          segments)
         with at("target", target.name, f"reading the keys of {len(segments)} segments"):
-            target_keys = target.keys_in_segments(lo, width, segments)
-    else:
+            target_keys = cast(_SegmentedTarget, target).keys_in_segments(lo, width, segments)
+    elif whole is not None:
         source_keys, target_keys = (f.result() for f in whole)
+    else:
+        raise ValueError("deletes are found from segment counts or from every key: neither was read")
     held = canonical_keys(target_keys, keys).with_row_index("__row")
     gone = held.join(canonical_keys(source_keys, keys), on=list(keys), how="anti")["__row"].to_arrow()
     return target_keys.take(gone)
@@ -348,30 +384,31 @@ def _since(source: Source, target: Target, the_plan: Plan, request: BackfillRequ
     from airflow_mesh.backfill.explain import reading
 
     keys = the_plan.keys
+    sql_source = cast(_SegmentedSource, source)  # only a SQL source answers changed_since, so a sync gets here
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="keys")
     planned = segments(the_plan)
     integral = planned is not None and hasattr(source, "segment_counts") and (
         kept is not None or hasattr(target, "segment_counts"))
     lo = width = 0
     counts = whole = None
-    if integral:
+    if integral and planned is not None:
         lo, width = (kept[0], kept[1]) if kept is not None else planned
 
         def source_counts() -> pa.Table:
             with at("source", source.name, "counting the keys of each segment"):
-                return source.segment_counts(the_plan.info, keys[0], request, lo, width)
+                return sql_source.segment_counts(the_plan.info, keys[0], request, lo, width)
 
         def target_counts() -> pa.Table:
             if kept is not None:
                 return pa.ipc.open_stream(kept[2]).read_all()
             with at("target", target.name, "counting the keys of each segment"):
-                return target.segment_counts(lo, width)
+                return cast(_SegmentedTarget, target).segment_counts(lo, width)
 
         counts = (pool.submit(source_counts), pool.submit(target_counts))
     else:
         def source_keys() -> pa.Table:
             with at("source", source.name, "reading every key"):
-                return source.all_keys(the_plan.info, keys, request)
+                return sql_source.all_keys(the_plan.info, keys, request)
 
         def target_keys() -> pa.Table:
             with at("target", target.name, "reading every key"):

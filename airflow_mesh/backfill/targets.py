@@ -13,7 +13,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,14 +21,27 @@ import pyarrow.parquet as pq
 
 from airflow_mesh.backfill import names
 from airflow_mesh.backfill.convert import conform, from_storage, plain_type, table_from_storage, table_to_storage
-from airflow_mesh.backfill.errors import (PlanError, TargetSchemaError, TargetWriteError, TypeMappingError,
-                                          UnrepresentableValueError)
+from airflow_mesh.backfill.errors import (
+    PlanError,
+    TargetError,
+    TargetSchemaError,
+    TargetWriteError,
+    TypeMappingError,
+    UnrepresentableValueError,
+)
 from airflow_mesh.backfill.keys import KeyRange, json_value, merged, range_condition
 from airflow_mesh.backfill.sources import DatabaseLocation, PostgresSource, iceberg_filter, merged_segments
 from airflow_mesh.backfill.sqltext import identifier, range_predicate, table_name
-from airflow_mesh.backfill.types import (UnboundedNumericError, elasticsearch_mapping, holds, iceberg_type,
-                                         json_storage_type, postgres_ddl_type, postgres_storage_type, type_problems)
-
+from airflow_mesh.backfill.types import (
+    UnboundedNumericError,
+    elasticsearch_mapping,
+    holds,
+    iceberg_type,
+    json_storage_type,
+    postgres_ddl_type,
+    postgres_storage_type,
+    type_problems,
+)
 
 Keys = tuple[str, ...]
 
@@ -36,6 +49,13 @@ Keys = tuple[str, ...]
 def key_tuple(key: str | Keys) -> Keys:
     """A target's key columns: one name, or several."""
     return (key,) if isinstance(key, str) else tuple(key)
+
+
+def _prepared(schema: pa.Schema | None) -> pa.Schema:
+    """A schema a target's ``prepare`` sets (the engine prepares a target before anything else)."""
+    if schema is None:
+        raise TypeError("the target is not prepared: call its prepare() first")
+    return schema
 
 
 class Target(Protocol):
@@ -57,12 +77,42 @@ class Target(Protocol):
 
 @runtime_checkable
 class StagingTarget(Protocol):
-    """A target that writes a range in two steps: stage its data (in parallel), then commit staged
-    ranges together (a commit replaces each range's rows with its staged data)."""
+    """What only a table format with atomic multi-file commits (Iceberg) can do.
 
-    def stage_range(self, key_range: KeyRange, data: pa.Table | Iterable[pa.RecordBatch]) -> Any: ...
+    It writes a range in two steps: stage its data (in parallel, invisible until committed), then
+    commit staged ranges together (a commit replaces each range's rows with its staged data). Staged
+    files carry the job's tag, so that those a killed run left uncommitted can be found and removed;
+    and a committed range can be read back from a fixed snapshot, naming the files read, so that a
+    later check can tell whether the range still reads the same files.
 
-    def commit(self, staged: list[tuple[KeyRange, Any]]) -> None: ...
+    The engine asks ``isinstance(target, StagingTarget)`` (this protocol is runtime-checkable) to
+    choose staging over writing ranges one by one.
+    """
+
+    name: str
+    staging_tag: str
+    """The job whose files are staged (set by the engine before staging)."""
+
+    def stage_range(self, key_range: KeyRange, data: pa.Table | Iterable[pa.RecordBatch]) -> Any:
+        """Write a range's data into a staged file, tagged with ``staging_tag``; returns what to commit."""
+        ...
+
+    def commit(self, staged: list[tuple[KeyRange, Any]]) -> None:
+        """Replace each range's rows with its staged data, in one commit."""
+        ...
+
+    def remove_orphans(self, job: str) -> int:
+        """Remove the staged files of ``job`` that no commit holds; returns how many were removed."""
+        ...
+
+    def snapshot_batches(self, key_range: KeyRange) -> tuple[frozenset[tuple[str, frozenset[str]]],
+                                                             Iterator[pa.RecordBatch]]:
+        """A range read from the current snapshot: the files the scan reads, and the rows as batches."""
+        ...
+
+    def range_files(self, key_ranges: list[KeyRange]) -> dict[str, frozenset[tuple[str, frozenset[str]]]]:
+        """Per range id, the files a scan of the range reads now."""
+        ...
 
 
 # Commits of one range that another writer beat to it are retried on the reloaded table this often.
@@ -210,7 +260,8 @@ class IcebergTarget:
         # that add_files accepts the file; strings stay plain (Parquet stores both alike) rather than
         # being copied into the large strings pyiceberg reads them as.
         schema = pa.schema([f.with_type(_narrowed(f.type)) for f in table.schema().as_arrow()])
-        path = f"{table.location()}/data/{self._staged_prefix(self.staging_tag)}{key_range.id}-{uuid.uuid4().hex}.parquet"
+        name = f"{self._staged_prefix(self.staging_tag)}{key_range.id}-{uuid.uuid4().hex}.parquet"
+        path = f"{table.location()}/data/{name}"
         batches = data.to_batches() if isinstance(data, pa.Table) else data
         with table.io.new_output(path).create(overwrite=True) as stream, \
                 pq.ParquetWriter(stream, schema, **_parquet_options(table.properties),
@@ -247,7 +298,7 @@ class IcebergTarget:
         from pyarrow import fs
 
         table = self.catalog.load_table(self.identifier)
-        io = table.io
+        io: Any = table.io  # duck-typed: parse_location and fs_by_scheme are PyArrowFileIO's, not FileIO's
         if not hasattr(io, "fs_by_scheme"):  # not pyiceberg's PyArrowFileIO: leave the files
             return 0
         scheme, netloc, path = io.parse_location(f"{table.location()}/data")
@@ -291,9 +342,9 @@ class IcebergTarget:
                 return
             except (CommitFailedException, ValidationException) as exc:
                 if attempt == COMMIT_ATTEMPTS:
-                    raise TargetWriteError(f"Iceberg table {self.identifier}: {what}: other writers kept committing "
-                                           f"first ({attempt} attempts; last: {exc}); run fewer writers at once "
-                                           "(one backfill of a table at a time) and rerun") from None
+                    raise TargetError(f"Iceberg table {self.identifier}: {what}: other writers kept committing "
+                                      f"first ({attempt} attempts; last: {exc}); run fewer writers at once "
+                                      "(one backfill of a table at a time) and rerun") from None
                 time.sleep(min(5.0, 0.1 * 2 ** attempt))
 
     def _keys_filter(self, keys: pa.Table):
@@ -303,7 +354,7 @@ class IcebergTarget:
         rows = [tuple(json_value(v) for v in row.values()) for row in keys.select(list(self.keys)).to_pylist()]
         if len(self.keys) == 1:
             return In(self.keys[0], {row[0] for row in rows})
-        matches = [And(*[EqualTo(k, v) for k, v in zip(self.keys, row)]) for row in rows]
+        matches = [And(*[EqualTo(k, v) for k, v in zip(self.keys, row, strict=False)]) for row in rows]
         return matches[0] if len(matches) == 1 else Or(*matches)
 
     def apply_changes(self, key_range: KeyRange, upserts: pa.Table, deletes: pa.Table) -> None:
@@ -336,7 +387,7 @@ class IcebergTarget:
 
     def _scan(self, key_range: KeyRange):
         table = self.catalog.load_table(self.identifier)
-        return table.scan(row_filter=self._range_filter(key_range), selected_fields=tuple(self.schema.names))
+        return table.scan(row_filter=self._range_filter(key_range), selected_fields=tuple(_prepared(self.schema).names))
 
     def read_range(self, key_range: KeyRange) -> pa.Table:
         return table_from_storage(self._scan(key_range).to_arrow(), self.schema)
@@ -347,11 +398,11 @@ class IcebergTarget:
         the checksum takes alike (no copy of every text); the others are converted back."""
         for batch in batches:
             columns = []
-            for field in self.schema:
+            for field in _prepared(self.schema):
                 column = batch.column(field.name)
                 same = plain_type(column.type) == plain_type(field.type)
                 columns.append(column if same else from_storage(column, field.type, field.name))
-            yield pa.RecordBatch.from_arrays(columns, names=self.schema.names)
+            yield pa.RecordBatch.from_arrays(columns, names=_prepared(self.schema).names)
 
     def read_batches(self, key_range: KeyRange) -> Iterator[pa.RecordBatch]:
         """The range's rows as they are read, file by file, in the backfill's types (an int column
@@ -364,20 +415,20 @@ class IcebergTarget:
         if not keys.num_rows:
             return self.read_range(key_range).slice(0, 0)
         table = self.catalog.load_table(self.identifier)
-        scan = table.scan(row_filter=self._keys_filter(keys), selected_fields=tuple(self.schema.names))
+        scan = table.scan(row_filter=self._keys_filter(keys), selected_fields=tuple(_prepared(self.schema).names))
         return table_from_storage(scan.to_arrow(), self.schema)
 
     def all_keys(self) -> pa.Table:
         """Every row's key columns (only their column chunks are read)."""
         table = self.catalog.load_table(self.identifier)
         return table_from_storage(table.scan(selected_fields=self.keys).to_arrow(),
-                                  pa.schema([self.schema.field(k) for k in self.keys]))
+                                  pa.schema([_prepared(self.schema).field(k) for k in self.keys]))
 
     def segment_counts(self, lo: int, width: int) -> pa.Table:
         """``seg, n`` of an integer key (see ``PostgresSource.segment_counts``), from its column."""
         import polars as pl
 
-        frame = pl.from_arrow(self.all_keys().rename_columns(["k"]))
+        frame = cast(pl.DataFrame, pl.from_arrow(self.all_keys().rename_columns(["k"])))  # a table: a DataFrame
         return frame.group_by(((pl.col("k") - lo) // width).alias("seg")).agg(pl.len().alias("n")).to_arrow()
 
     def keys_in_segments(self, lo: int, width: int, segments: list[int]) -> pa.Table:
@@ -393,7 +444,9 @@ class IcebergTarget:
         return frozenset((task.file.file_path, frozenset(d.file_path for d in task.delete_files))
                          for task in scan.plan_files())
 
-    def snapshot_batches(self, key_range: KeyRange) -> tuple[frozenset[tuple[str, frozenset[str]]], Iterator[pa.RecordBatch]]:
+    def snapshot_batches(
+        self, key_range: KeyRange
+    ) -> tuple[frozenset[tuple[str, frozenset[str]]], Iterator[pa.RecordBatch]]:
         """A range as of the table's current snapshot: the files its scan reads, and its rows.
 
         Both come from the same snapshot. Data files are immutable, so a later snapshot whose scan
@@ -419,7 +472,8 @@ def _held_files(table: Any) -> set[str]:
             if manifest.manifest_path in seen:
                 continue
             seen.add(manifest.manifest_path)
-            held.update(entry.data_file.file_path for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False))
+            entries = manifest.fetch_manifest_entry(table.io, discard_deleted=False)
+            held.update(entry.data_file.file_path for entry in entries)
     return held
 
 
@@ -452,7 +506,8 @@ class PostgresTarget:
         return ", ".join(identifier(c, "postgres") for c in columns)
 
     def _where(self, key_range: KeyRange) -> str:
-        predicate = range_predicate([(k, self.schema.field(k).type) for k in self.keys], key_range, "postgres")
+        predicate = range_predicate([(k, _prepared(self.schema).field(k).type) for k in self.keys], key_range,
+                                    "postgres")
         return f" WHERE {predicate}" if predicate else ""
 
     def type_problems(self, schema: pa.Schema) -> list[str]:
@@ -506,7 +561,7 @@ class PostgresTarget:
         Arrow type COPY writes, else through a temporary table whose text columns PostgreSQL casts
         into the target's types (inet, jsonb, timetz, ranges...)."""
         schema_name, _, name = self.table.rpartition(".")
-        storage = {f.name: postgres_storage_type(self._columns[f.name]["type"], f.type) for f in self.schema}
+        storage = {f.name: postgres_storage_type(self._columns[f.name]["type"], f.type) for f in _prepared(self.schema)}
         if all(t is not None for t in storage.values()):
             stored = pa.schema([pa.field(n, t) for n, t in storage.items()])
             cur.adbc_ingest(name, table_to_storage(data, stored), mode="append", db_schema_name=schema_name or None)
@@ -517,16 +572,16 @@ class PostgresTarget:
         cur.adbc_ingest(stage, table_to_storage(data, pa.schema([pa.field(n, t) for n, t in text.items()])),
                         mode="create", temporary=True)
         columns = [identifier(n, "postgres") for n in storage]
-        values = [f"CAST({c} AS {self._columns[n]['type']})" for n, c in zip(storage, columns)]
+        values = [f"CAST({c} AS {self._columns[n]['type']})" for n, c in zip(storage, columns, strict=False)]
         cur.execute(f"INSERT INTO {self._quoted} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {stage}")
         cur.execute(f"DROP TABLE {stage}")
 
     def _select_list(self) -> str:
-        return ", ".join(self._catalog._select(self._stored.field(f.name)) for f in self.schema)
+        return ", ".join(self._catalog._select(_prepared(self._stored).field(f.name)) for f in _prepared(self.schema))
 
     def _as_source_types(self, data: pa.Table) -> pa.Table:
         """Rows read from the target table, in the backfill's types."""
-        stored = pa.schema([self._stored.field(f.name) for f in self.schema])
+        stored = pa.schema([_prepared(self._stored).field(f.name) for f in _prepared(self.schema)])
         batches = [conform(batch, stored) for batch in data.to_batches()]
         return table_from_storage(pa.Table.from_batches(batches, schema=stored), self.schema)
 
@@ -566,7 +621,8 @@ class PostgresTarget:
         """``seg, n`` of an integer key (see ``PostgresSource.segment_counts``), counted in the database."""
         column = identifier(self.keys[0], "postgres")
         with self._connect() as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT ({column} - {int(lo)}) / {int(width)} AS seg, count(*) AS n FROM {self._quoted} GROUP BY 1")
+            cur.execute(f"SELECT ({column} - {int(lo)}) / {int(width)} AS seg, count(*) AS n "
+                        f"FROM {self._quoted} GROUP BY 1")
             return cur.fetch_arrow_table()
 
     def keys_in_segments(self, lo: int, width: int, segments: list[int]) -> pa.Table:
@@ -575,21 +631,24 @@ class PostgresTarget:
         with self._connect() as conn, conn.cursor() as cur:
             spans = merged_segments(lo, width, segments)  # a join with the ranges: index range scans
             lows, highs = ",".join(str(a) for a, _ in spans), ",".join(str(b) for _, b in spans)
-            cur.execute(f"SELECT {self._catalog._select(self._stored.field(self.keys[0]))} FROM "
+            own = _prepared(self._stored)
+            cur.execute(f"SELECT {self._catalog._select(own.field(self.keys[0]))} FROM "
                         f"unnest('{{{lows}}}'::bigint[], '{{{highs}}}'::bigint[]) AS mesh_ranges(mesh_lo, mesh_hi) "
                         f"JOIN {self._quoted} ON {column} >= mesh_lo AND {column} < mesh_hi")
-            stored = pa.schema([self._stored.field(self.keys[0])])
-            data = pa.Table.from_batches([conform(b, stored) for b in cur.fetch_arrow_table().to_batches()], schema=stored)
-            return table_from_storage(data, pa.schema([self.schema.field(self.keys[0])]))
+            stored = pa.schema([own.field(self.keys[0])])
+            batches = [conform(b, stored) for b in cur.fetch_arrow_table().to_batches()]
+            data = pa.Table.from_batches(batches, schema=stored)
+            return table_from_storage(data, pa.schema([_prepared(self.schema).field(self.keys[0])]))
 
     def all_keys(self) -> pa.Table:
         """Every row's key columns."""
         with self._connect() as conn, conn.cursor() as cur:
-            keys = ", ".join(self._catalog._select(self._stored.field(k)) for k in self.keys)
+            keys = ", ".join(self._catalog._select(_prepared(self._stored).field(k)) for k in self.keys)
             cur.execute(f"SELECT {keys} FROM {self._quoted}")
-            stored = pa.schema([self._stored.field(k) for k in self.keys])
-            data = pa.Table.from_batches([conform(b, stored) for b in cur.fetch_arrow_table().to_batches()], schema=stored)
-            return table_from_storage(data, pa.schema([self.schema.field(k) for k in self.keys]))
+            stored = pa.schema([_prepared(self._stored).field(k) for k in self.keys])
+            batches = [conform(b, stored) for b in cur.fetch_arrow_table().to_batches()]
+            data = pa.Table.from_batches(batches, schema=stored)
+            return table_from_storage(data, pa.schema([_prepared(self.schema).field(k) for k in self.keys]))
 
     def write_range(self, key_range: KeyRange, data: pa.Table, upsert: bool = False) -> None:
         """Replace the range (or, with ``upsert``, the rows of ``data`` by key) with ``data``, in one
@@ -769,8 +828,11 @@ class ElasticsearchTarget:
             self.client.indices.refresh(index=self.index)
             keep = set(ids)
             stale = [hit["_id"] for hit in self._documents_in(key_range, False) if hit["_id"] not in keep]
-        actions = [{"_op_type": "delete", "_index": self.index, "_id": doc_id} for doc_id in stale]
-        actions += [{"_index": self.index, "_id": doc_id, "_source": doc} for doc_id, doc in zip(ids, documents)]
+        actions: list[dict[str, Any]] = [{"_op_type": "delete", "_index": self.index, "_id": doc_id}
+                                         for doc_id in stale]
+        actions += [
+            {"_index": self.index, "_id": doc_id, "_source": doc} for doc_id, doc in zip(ids, documents, strict=False)
+        ]
         try:
             helpers.bulk(self.client.options(request_timeout=120), actions, chunk_size=5000)
         except helpers.BulkIndexError as exc:
@@ -787,7 +849,8 @@ class ElasticsearchTarget:
         documents = _documents(upserts) if upserts.num_rows else []
         gone = [self._id(tuple(doc[k] for k in self.keys))  # as the ids were written: from the documents' form
                 for doc in (_documents(deletes.select(list(self.keys))) if deletes.num_rows else [])]
-        actions = [{"_op_type": "delete", "_index": self.index, "_id": doc_id} for doc_id in gone]
+        actions: list[dict[str, Any]] = [{"_op_type": "delete", "_index": self.index, "_id": doc_id}
+                                         for doc_id in gone]
         actions += [{"_index": self.index, "_id": self._id(tuple(doc[k] for k in self.keys)), "_source": doc}
                     for doc in documents]
         if not actions:

@@ -21,8 +21,15 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from airflow_mesh.backfill.convert import (CHECK_PREFIX, META_CHECK, META_FAMILY, META_LENGTH, META_READ,
-                                           META_SELECT, plain_type)
+from airflow_mesh.backfill.convert import (
+    CHECK_PREFIX,
+    META_CHECK,
+    META_FAMILY,
+    META_LENGTH,
+    META_READ,
+    META_SELECT,
+    plain_type,
+)
 from airflow_mesh.backfill.errors import TypeMappingError
 from airflow_mesh.backfill.sqltext import identifier
 
@@ -110,8 +117,7 @@ _PG_SIMPLE["inet"] = _Mapped(pa.string(), "inet", family="inet")
 def _pg_decimal(precision: int, scale: int) -> pa.DataType:
     # PostgreSQL 15 allows a scale above the precision (numeric(2,5): |x| < 0.001) or below zero
     # (numeric(5,-2): multiples of 100): the same values as decimal(5,5) and decimal(7,0).
-    if scale > precision:
-        precision = scale
+    precision = max(precision, scale)
     if scale < 0:
         precision, scale = precision - scale, 0
     return pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
@@ -214,8 +220,8 @@ def _check_alias(name: str, dialect: str) -> str:
 def _cast_check(name: str, cast: str, changed: str, text: str, dialect: str) -> tuple[str, str]:
     """A cast column's check column (the source value's text where ``changed`` holds) and its reason."""
     return (f"CASE WHEN {changed} THEN {text} END AS {_check_alias(name, dialect)}",
-            f"changes when cast to {cast} (a value that does not fit it exactly is never rounded or cut); "
-            f"cast to a type that holds it, e.g. --cast {name}=text")
+            (f"changes when cast to {cast} (a value that does not fit it exactly is never rounded or cut); "
+             f"cast to a type that holds it, e.g. --cast {name}=text"))
 
 
 def postgres_field(name: str, spelled: str, kind: str = "b", element_kind: str | None = None, builtin: bool = True,
@@ -260,10 +266,10 @@ def postgres_field(name: str, spelled: str, kind: str = "b", element_kind: str |
         select = _PG_ARRAY_WRAPS[mapped.wrap].format(expr)
         mapped = _Mapped(pa.list_(mapped.type), None, mapped.family, mapped.length, mapped.read)
         if check is None:
-            check = (f"CASE WHEN array_ndims({expr}) > 1 OR array_lower({expr}, 1) <> 1 THEN {expr}::text END "
-                     f"AS {_check_alias(name, 'postgres')}",
-                     "is a multi-dimensional array or does not start at index 1, which a list cannot hold; "
-                     f"--cast {name}=text keeps PostgreSQL's text of it exactly, or --exclude {name}")
+            check = ((f"CASE WHEN array_ndims({expr}) > 1 OR array_lower({expr}, 1) <> 1 THEN {expr}::text END "
+                      f"AS {_check_alias(name, 'postgres')}"),
+                     ("is a multi-dimensional array or does not start at index 1, which a list cannot hold; "
+                      f"--cast {name}=text keeps PostgreSQL's text of it exactly, or --exclude {name}"))
     else:
         if spelled in ("numeric", "decimal"):
             if cast is not None:
@@ -273,11 +279,11 @@ def postgres_field(name: str, spelled: str, kind: str = "b", element_kind: str |
         mapped = _pg_scalar(name, spelled, kind, builtin, money_scale)
         select = _PG_WRAPS[mapped.wrap].format(expr)
         if mapped.wrap == "interval" and check is None:
-            check = (f"CASE WHEN {_PG_INTERVAL_TOO_LONG.format(expr)} THEN {expr}::text END "
-                     f"AS {_check_alias(name, 'postgres')}",
-                     "has a time part beyond 2562047:47:16.854775 hours, which an interval in nanoseconds "
-                     f"(Arrow's) cannot hold; --cast {name}=text keeps PostgreSQL's text of it exactly, "
-                     f"or --exclude {name}")
+            check = ((f"CASE WHEN {_PG_INTERVAL_TOO_LONG.format(expr)} THEN {expr}::text END "
+                      f"AS {_check_alias(name, 'postgres')}"),
+                     ("has a time part beyond 2562047:47:16.854775 hours, which an interval in nanoseconds "
+                      f"(Arrow's) cannot hold; --cast {name}=text keeps PostgreSQL's text of it exactly, "
+                      f"or --exclude {name}"))
     return _field(name, mapped, f"{select} AS {column}", check)
 
 
@@ -320,7 +326,7 @@ def cast_spelling(cast: str, dialect: str) -> str:
     from sqlglot import exp
 
     cast_sql = exp.Cast(this=exp.to_identifier("c"), to=exp.DataType.build(cast, dialect=dialect)).sql(dialect=dialect)
-    inner = re.match(r"^CAST\(c AS (.*)\)$", cast_sql, re.S)
+    inner = re.match(r"^CAST\(c AS (.*)\)$", cast_sql, re.DOTALL)
     if inner is None:
         raise ValueError(f"{cast!r} cannot be a CAST's type in {dialect}")
     return inner[1]
@@ -379,8 +385,8 @@ _MY_PARAMETRIC: list[tuple[re.Pattern[str], Callable[[re.Match[str]], _Mapped]]]
     (re.compile(r"^(?:binary|varbinary)\(\d+\)$"), lambda m: _Mapped(pa.binary())),
     (re.compile(r"^(?:text|blob)\(\d+\)$"),
      lambda m: _Mapped(pa.binary() if m[0].startswith("blob") else pa.string())),
-    (re.compile(r"^enum\(.*\)$", re.S), lambda m: _Mapped(pa.string(), family="enum")),
-    (re.compile(r"^set\(.*\)$", re.S), lambda m: _Mapped(pa.string(), family="set")),
+    (re.compile(r"^enum\(.*\)$", re.DOTALL), lambda m: _Mapped(pa.string(), family="enum")),
+    (re.compile(r"^set\(.*\)$", re.DOTALL), lambda m: _Mapped(pa.string(), family="set")),
 ]
 # MariaDB spells integer types with a display width that means nothing to the value: int(11).
 _DISPLAY_WIDTH = re.compile(r"^(bigint|int|integer|smallint|mediumint|tinyint)\(\d+\)")
@@ -509,7 +515,7 @@ def iceberg_type(field: pa.Field) -> pa.DataType:
 
 
 # PostgreSQL target: the column type a family's text is stored in (when it is PostgreSQL's own type).
-_PG_FAMILY_TYPES = {name: name for name in _PG_TEXT + ("json", "jsonb")}
+_PG_FAMILY_TYPES = {name: name for name in (*_PG_TEXT, "json", "jsonb")}
 _PG_FAMILY_TYPES.update({"timetz": "time with time zone", "ipaddr": "inet", "qchar": '"char"', "name": "name"})
 
 
@@ -668,6 +674,4 @@ def holds(actual: pa.DataType, expected: pa.DataType) -> bool:
         return actual.scale >= expected.scale and actual.precision - actual.scale >= expected.precision - expected.scale
     if pa.types.is_decimal(actual) and expected in _INT_DIGITS:
         return actual.precision - actual.scale >= _INT_DIGITS[expected]
-    if actual == pa.float64() and expected == pa.float32():
-        return True
-    return False
+    return actual == pa.float64() and expected == pa.float32()

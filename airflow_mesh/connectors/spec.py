@@ -92,7 +92,8 @@ class DatabaseRef(BaseModel):
     @classmethod
     def _password_is_a_reference(cls, value: str | None) -> str | None:
         if value is not None and not PROVIDER_REFERENCE.match(value):
-            raise ValueError("must be a config-provider reference such as ${env:PG_PASSWORD}, never the password itself")
+            raise ValueError("must be a config-provider reference such as ${env:PG_PASSWORD}, "
+                             "never the password itself")
         return value
 
 
@@ -119,9 +120,10 @@ def _config_problems(spec: ConnectorSpec) -> list[tuple[str, str]]:
     """Checks that need the whole spec: secrets written inline, settings given twice."""
     problems = []
     filled = set(DATABASE_SETTINGS.get(spec.connector_class, {}).values()) if spec.database else set()
+    conn_id = spec.database.conn_id if spec.database else None
     if spec.database and spec.connector_class not in DATABASE_SETTINGS:
-        problems.append(("database", f"cannot fill database settings for class {spec.connector_class}; "
-                                     f"supported: {', '.join(sorted(DATABASE_SETTINGS))}"))
+        problems.append(("database", (f"cannot fill database settings for class {spec.connector_class}; "
+                                      f"supported: {', '.join(sorted(DATABASE_SETTINGS))}")))
     for key, value in spec.config.items():
         where = f"config.{key}"
         if key == "name":
@@ -129,10 +131,10 @@ def _config_problems(spec: ConnectorSpec) -> list[tuple[str, str]]:
         elif key == "connector.class":
             problems.append((where, "the connector's class is the spec's `class`"))
         elif key in filled:
-            problems.append((where, f"filled from connection {spec.database.conn_id!r}; remove it here"))
+            problems.append((where, f"filled from connection {conn_id!r}; remove it here"))
         elif SECRET_KEY.search(key) and not (isinstance(value, str) and PROVIDER_REFERENCE.match(value)):
-            problems.append((where, "secret written inline; take it from an Airflow connection (`database.conn_id`) "
-                                    "or send a config-provider reference such as ${env:NAME}"))
+            problems.append((where, ("secret written inline; take it from an Airflow connection (`database.conn_id`) "
+                                     "or send a config-provider reference such as ${env:NAME}")))
     return problems
 
 
@@ -238,8 +240,8 @@ def render_config(spec: ConnectorSpec, resolve: Callable[[str], ConnectionInfo])
             else:
                 config[setting] = str(value)
         if missing:
-            raise SpecError(spec.name, [("database.conn_id", f"connection {spec.database.conn_id!r} has no "
-                                                             f"{', '.join(missing)}")])
+            raise SpecError(spec.name, [("database.conn_id", (f"connection {spec.database.conn_id!r} has no "
+                                                              f"{', '.join(missing)}"))])
     return config
 
 

@@ -33,7 +33,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeGuard
 
 from fastavro.schema import SchemaParseException, UnknownType, parse_schema
 
@@ -334,7 +334,7 @@ def _fixed_decimal_digits(size: int) -> int:
     return digits
 
 
-def _is_integer(value: object) -> bool:
+def _is_integer(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -124,7 +124,7 @@ class _Compiler:
         if name not in self._named:
             compiled: list[_Checker] = []
             # Recursive references made while compiling the type reach it through this indirection.
-            self._named[name] = lambda value: compiled[0](value)
+            self._named[name] = lambda value: compiled[0](value)  # noqa: PLW0108 - compiled[0] is set below
             kind = definition["type"]
             if kind == "record":
                 checker = self._record(definition)

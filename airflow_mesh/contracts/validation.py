@@ -91,7 +91,7 @@ class _PartValidator:
         stream.seek(WIRE_HEADER_SIZE)
         try:
             schemaless_reader(stream, writer.parsed, None)
-        except Exception as exc:  # whatever the decoder trips on, the bytes are not such data
+        except Exception as exc:  # noqa: BLE001 - whatever the decoder trips on, the bytes are not such data
             return f"cannot be decoded with schema id {schema_id}: {type(exc).__name__}: {exc}"
         left = len(payload) - stream.tell()
         if left:
@@ -222,8 +222,8 @@ class ValidationReport:
 
     def summary(self) -> str:
         """One line of counts, then the failures kept, one per line."""
-        lines = [f"{self.topic}: {self.records} records, {self.valid} valid ({self.tombstones} tombstones), "
-                 f"{self.invalid} invalid"]
+        lines = [(f"{self.topic}: {self.records} records, {self.valid} valid ({self.tombstones} tombstones), "
+                  f"{self.invalid} invalid")]
         lines += [f"  - {failure}" for failure in self.failures]
         if self.invalid > len(self.failures):
             lines.append(f"  ... and {self.invalid - len(self.failures)} more")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import time
 import uuid
 from dataclasses import replace
@@ -12,16 +13,31 @@ from typing import Any
 import requests
 from asgiref.sync import sync_to_async
 
+from airflow_mesh.flink.checkpoints import JobRecord, latest_checkpoint, record_path, storage_path
+from airflow_mesh.flink.health import (
+    ENDED_STATES,
+    Health,
+    HealthPolicy,
+    JobHealth,
+    Observation,
+    SourceProgress,
+    Verdict,
+    assess,
+    checkpoint_interval,
+)
 from airflow_mesh.flink_runtime.sql_job import parse_error_line
 from airflow_mesh.hooks.forms import FLINK
 from airflow_mesh.hooks.rest import RestApiHook
 from airflow_mesh.http import DEFAULT_TIMEOUT
-from airflow_mesh.processors.health import ENDED_STATES, Health, HealthPolicy, HealthWatch, JobHealth, Verdict, assess
 
 PYTHON_DRIVER = "org.apache.flink.client.python.PythonDriver"
+# A source operator's records waiting in its input, e.g. ``Source__orders[1].pendingRecords``.
+_SOURCE_PENDING = re.compile(r"^Source__.+\.pendingRecords$")
 SQL_RUNNER = Path(__file__).resolve().parent.parent / "flink_runtime" / "sql_job.py"
 # Flink's answer when a program run through the PythonDriver exits with an error before making a job.
 PYTHON_PROCESS_FAILED = "Python process exits with code"
+# Flink's answer when it lost the id of the job a program submitted (the job runs nonetheless).
+NO_JOBS_IN_APPLICATION = "No jobs included in application"
 
 
 def stack_trace_summary(stack_trace: str) -> str:
@@ -131,6 +147,8 @@ class FlinkHook(RestApiHook):
     conn_type = "flink"
     hook_name = FLINK.hook_name
     default_port = 8081
+    # Seconds to look for a job by its name when Flink lost the id of the job a program submitted.
+    lost_job_wait = 10.0
 
     def __init__(self, flink_conn_id: str = default_conn_name, timeout: float = DEFAULT_TIMEOUT,
                  retries: int = 5) -> None:
@@ -148,7 +166,7 @@ class FlinkHook(RestApiHook):
             errors = [response.text]
         job_missing = response.status_code == 404 and any("NotFoundException" in error for error in errors)
         error_class = FlinkJobNotFoundError if job_missing else FlinkApiError
-        return error_class(response.request.method, response.url, response.status_code, errors)
+        return error_class(response.request.method or "?", response.url, response.status_code, errors)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
@@ -268,7 +286,7 @@ class FlinkHook(RestApiHook):
         return self._request("GET", f"/jobs/{job_id}/checkpoints")
 
     def get_restarts(self, job_id: str) -> int:
-        """How many times the job restarted.
+        """How many times the job restarted since it was submitted (Flink's count never goes down).
 
         Args:
             job_id: The job.
@@ -282,12 +300,80 @@ class FlinkHook(RestApiHook):
         metrics = self._request("GET", f"/jobs/{job_id}/metrics", params={"get": "numRestarts"})
         return next((int(m["value"]) for m in metrics if m.get("id") == "numRestarts"), 0)
 
-    def job_health(self, job_id: str, policy: HealthPolicy) -> JobHealth:
-        """Assess a job (``airflow_mesh.processors.health.assess``), with Flink's failure cause when it failed.
+    def get_checkpoint_config(self, job_id: str) -> dict[str, Any] | None:
+        """``GET /jobs/{id}/checkpoints/config``: the job's checkpointing settings.
 
         Args:
             job_id: The job.
-            policy: The restart and checkpoint-age thresholds.
+
+        Returns:
+            Flink's answer (``interval`` and ``timeout`` in ms, ``externalization``, ...); None when
+            the job does not checkpoint.
+
+        Raises:
+            FlinkJobNotFoundError: the cluster does not know the job.
+        """
+        try:
+            return self._request("GET", f"/jobs/{job_id}/checkpoints/config")
+        except FlinkJobNotFoundError:
+            raise
+        except FlinkApiError as exc:
+            if exc.status == 404 and "not enabled" in " ".join(exc.errors).lower():
+                return None
+            raise
+
+    def source_progress(self, job: dict[str, Any]) -> tuple[SourceProgress, ...]:
+        """Each source operator's records waiting and read rate (``pendingRecords``, ``numRecordsOutPerSecond``).
+
+        Args:
+            job: ``GET /jobs/{id}`` of a running job.
+
+        Returns:
+            One entry per source operator that reports ``pendingRecords`` (Kafka's sources do).
+        """
+        progress = []
+        for vertex in job.get("vertices", []):
+            if not vertex.get("name", "").startswith("Source"):
+                continue
+            path = f"/jobs/{job['jid']}/vertices/{vertex['id']}/subtasks"
+            names = [metric["id"] for metric in self._request("GET", f"{path}/0/metrics")]
+            for pending in (name for name in names if _SOURCE_PENDING.match(name)):
+                operator = pending.rsplit(".", 1)[0]
+                rate = f"{operator}.numRecordsOutPerSecond"
+                values = {metric["id"]: metric.get("sum", 0.0) for metric in
+                          self._request("GET", f"{path}/metrics", params={"get": f"{pending},{rate}"})}
+                if values.get(pending, -1) >= 0:
+                    progress.append(SourceProgress(operator, values[pending], values.get(rate, 0.0)))
+        return tuple(progress)
+
+    def observe(self, job_id: str, progress: bool = False) -> Observation:
+        """Flink's answers about a job that ``assess`` judges: details, restarts, failures, checkpoints.
+
+        Args:
+            job_id: The job.
+            progress: Also fetch its sources' progress (for ``HealthPolicy.progress_check``).
+
+        Raises:
+            FlinkJobNotFoundError: the cluster does not know the job.
+        """
+        job = self.get_job(job_id)
+        interval = checkpoint_interval(self.get_checkpoint_config(job_id))
+        return Observation(
+            job=job,
+            restarts=self.get_restarts(job_id),
+            exceptions=self.get_exceptions(job_id).get("exceptionHistory", {}).get("entries", []),
+            checkpoints=self.get_checkpoints(job_id) if interval is not None else None,
+            checkpoint_interval=interval,
+            sources=self.source_progress(job) if progress and job.get("state") == "RUNNING" else (),
+        )
+
+    def job_health(self, job_id: str, policy: HealthPolicy, since_ms: int | None = None) -> JobHealth:
+        """Assess a job (``airflow_mesh.flink.health.assess``), with Flink's failure cause when it failed.
+
+        Args:
+            job_id: The job.
+            policy: The thresholds.
+            since_ms: When the wait began (ms since the epoch); the healthy period starts no earlier.
 
         Returns:
             The assessment; a failed one carries ``failure_cause`` as its ``failure``.
@@ -295,21 +381,20 @@ class FlinkHook(RestApiHook):
         Raises:
             FlinkJobNotFoundError: the cluster does not know the job.
         """
-        job = self.get_job(job_id)
-        checkpoints = self.get_checkpoints(job_id) if policy.max_checkpoint_age is not None else None
-        health = assess(job, self.get_restarts(job_id), policy, checkpoints)
+        health = assess(self.observe(job_id, policy.progress_check), policy, since_ms)
         if health.health is Health.FAILED:
             health = replace(health, failure=self.failure_cause(job_id))
         return health
 
-    def wait_until_healthy(self, job_id: str, policy: HealthPolicy | None = None, healthy_for: float = 0.0,
-                           timeout: float = 300.0, poll_interval: float = 1.0) -> JobHealth:
-        """Poll a job until it has been healthy for ``healthy_for`` seconds.
+    def wait_until_healthy(self, job_id: str, policy: HealthPolicy | None = None, timeout: float = 300.0,
+                           poll_interval: float = 1.0) -> JobHealth:
+        """Poll a job until it has been healthy for the policy's ``healthy_for`` seconds, proved by a checkpoint.
+
+        An unreachable JobManager counts as not yet healthy until the timeout.
 
         Args:
             job_id: The job.
-            policy: The restart and checkpoint-age thresholds (default: no restart, no checkpoint check).
-            healthy_for: Seconds the job must stay healthy.
+            policy: The thresholds (default: ``HealthPolicy()``).
             timeout: Seconds to wait in all.
             poll_interval: Seconds between polls.
 
@@ -317,22 +402,112 @@ class FlinkHook(RestApiHook):
             The last assessment (healthy).
 
         Raises:
-            FlinkJobFailedError: the job failed, ended, or restarted more than the policy allows.
-            FlinkTimeoutError: it was not healthy in time.
+            FlinkJobFailedError: the job failed, ended, or failed more often than the policy allows.
+            FlinkTimeoutError: it was not healthy in time (the message says why).
             FlinkJobNotFoundError: the cluster does not know the job.
         """
         policy = policy or HealthPolicy()
-        watch, deadline = HealthWatch(healthy_for), time.monotonic() + timeout
+        since_ms, deadline = int(time.time() * 1000), time.monotonic() + timeout
+        last = "no answer yet"
         while True:
-            health = self.job_health(job_id, policy)
-            verdict = watch.observe(health, time.monotonic())
-            if verdict is Verdict.DONE:
-                return health
-            if verdict is Verdict.FAIL:
-                raise FlinkJobFailedError(health)
+            try:
+                health = self.job_health(job_id, policy, since_ms)
+            except requests.RequestException as exc:
+                last = f"Flink at {self.base_url} did not answer: {exc}"
+                self.log.warning("Flink job %s not yet healthy: %s", job_id, last)
+            else:
+                verdict = health.verdict()
+                if verdict is Verdict.DONE:
+                    return health
+                if verdict is Verdict.FAIL:
+                    raise FlinkJobFailedError(health)
+                last = f"{health.summary()}; {health.waiting_for()}"
             if time.monotonic() > deadline:
-                raise FlinkTimeoutError(f"not healthy after {timeout:.0f}s: {health.summary()}")
+                raise FlinkTimeoutError(f"Flink job {job_id} not healthy after {timeout:.0f}s: {last}")
             time.sleep(poll_interval)
+
+    # ---------------------------------------------------------------- retained checkpoints
+
+    def cluster_config(self) -> dict[str, str]:
+        """``GET /jobmanager/config``: the cluster's configuration, as key to value."""
+        return {item["key"]: item["value"] for item in self._request("GET", "/jobmanager/config")}
+
+    def checkpoint_dir(self) -> str | None:
+        """The cluster's checkpoint directory URI (``execution.checkpointing.dir``), None when it has none."""
+        config = self.cluster_config()
+        return config.get("execution.checkpointing.dir") or config.get("state.checkpoints.dir")
+
+    def _storage(self, uri: str) -> tuple[Any, str]:
+        from pyarrow import fs  # the filesystems Flink's checkpoint storage may be on (local, S3, GCS, HDFS)
+
+        pyarrow_uri, path = storage_path(uri)
+        filesystem, _ = fs.FileSystem.from_uri(pyarrow_uri)
+        return filesystem, path
+
+    def latest_retained_checkpoint(self, job_id: str) -> str | None:
+        """The latest complete checkpoint a job left in the cluster's checkpoint directory.
+
+        Reads the checkpoint storage itself (this machine must reach it: a shared filesystem, or an
+        object store with credentials in the environment), so it works for a job the cluster forgot.
+
+        Args:
+            job_id: The job.
+
+        Returns:
+            Its URI (``<checkpoint dir>/<job id>/chk-<n>``), to resubmit from; None when none is there.
+        """
+        from pyarrow import fs
+
+        root = self.checkpoint_dir()
+        if not root:
+            return None
+        filesystem, path = self._storage(root)
+        job_dir = f"{path.rstrip('/')}/{job_id}"
+        found = filesystem.get_file_info(fs.FileSelector(job_dir, allow_not_found=True))
+        entries = {}
+        for info in found:
+            if info.type == fs.FileType.Directory and info.base_name.startswith("chk-"):
+                entries[info.base_name] = filesystem.get_file_info(f"{info.path}/_metadata").type == fs.FileType.File
+        latest = latest_checkpoint(job_dir, entries)
+        return None if latest is None else f"{root.rstrip('/')}/{job_id}/{latest.rsplit('/', 1)[1]}"
+
+    def read_job_record(self, job_name: str) -> JobRecord | None:
+        """The record of the job a name last ran as, kept beside the cluster's checkpoints.
+
+        Args:
+            job_name: The job's name.
+
+        Returns:
+            The record; None when there is none (or the cluster has no checkpoint directory).
+        """
+        root = self.checkpoint_dir()
+        if not root:
+            return None
+        filesystem, path = self._storage(root)
+        try:
+            with filesystem.open_input_stream(record_path(path, job_name)) as stream:
+                return JobRecord.from_json(stream.read().decode())
+        except (FileNotFoundError, OSError):
+            return None
+
+    def write_job_record(self, record: JobRecord) -> bool:
+        """Record the job a name runs as, beside the cluster's checkpoints.
+
+        Args:
+            record: The record.
+
+        Returns:
+            False when the cluster has no checkpoint directory to keep it in.
+        """
+        root = self.checkpoint_dir()
+        if not root:
+            return False
+        filesystem, path = self._storage(root)
+        target = record_path(path, record.job_name)
+        filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        with filesystem.open_output_stream(target) as stream:
+            stream.write(record.to_json().encode())
+        return True
 
     def wait_until_ended(self, job_id: str, timeout: float = 60.0, poll_interval: float = 0.5) -> str:
         """Poll a job until it has FAILED, been CANCELED or FINISHED.
@@ -368,6 +543,31 @@ class FlinkHook(RestApiHook):
             FlinkJobNotFoundError: the cluster does not know the job.
         """
         self._request("PATCH", f"/jobs/{job_id}", params={"mode": "cancel"})
+
+    def vanished_message(self, job_name: str | None, job_id: str | None) -> str:
+        """Why a job the cluster does not know is missing, and where its state is, for a task's error.
+
+        Args:
+            job_name: The job's name, when it was looked up by name.
+            job_id: The job's id, when it was looked up by id.
+
+        Returns:
+            One paragraph naming the job, the cluster, and its latest retained checkpoint if any.
+        """
+        what = f"Flink job {job_name or job_id!r}"
+        try:
+            if job_id is None and job_name is not None:
+                record = self.read_job_record(job_name)
+                job_id = record.job_id if record else None
+            checkpoint = self.latest_retained_checkpoint(job_id) if job_id else None
+        except (FlinkError, requests.RequestException, OSError) as exc:
+            return (f"{what} is unknown to the Flink cluster at {self.base_url}; its checkpoints could not be "
+                    f"read: {exc}")
+        where = (f"its latest retained checkpoint is {checkpoint}: SubmitFlinkJobOperator resumes it from there"
+                 if checkpoint else "no retained checkpoint of it was found")
+        last = f" (it last ran as {job_id})" if job_id and job_name else ""
+        return (f"{what}{last} is unknown to the Flink cluster at {self.base_url}: the JobManager lost it "
+                f"(restarted without high availability?); {where}")
 
     # ---------------------------------------------------------------- savepoints
 
@@ -572,7 +772,7 @@ class FlinkHook(RestApiHook):
         python_jar = self._conn.extra_dejson.get("python_jar")
         if not python_jar:
             raise FlinkError(
-                f"connection {self.flink_conn_id!r}: the cluster has no flink-python jar uploaded and the "
+                f"connection {self.conn_id!r}: the cluster has no flink-python jar uploaded and the "
                 "connection has no 'python_jar' extra naming one to upload"
             )
         return self.upload_jar(python_jar)
@@ -616,15 +816,34 @@ class FlinkHook(RestApiHook):
         args = ["--sql-base64", base64.b64encode(script.encode()).decode(), "--submission-id", submission_id]
         if job_name:
             args += ["--job-name", job_name]
+        started_ms = int(time.time() * 1000) - 1000
         try:
             return self.submit_python(runner, args, **run_options)
         except FlinkApiError as exc:
+            if NO_JOBS_IN_APPLICATION in exc.message and job_name:
+                # Flink 2.2's jar-run handler sometimes loses the id of the job the program submitted
+                # (a race with the Python process exiting): the job runs; find it by its name.
+                job_id = self._job_submitted_since(job_name, started_ms)
+                if job_id is None:
+                    raise
+                self.log.warning("Flink answered %r but the program had submitted job %s (%s): using it",
+                                 exc.message, job_name, job_id)
+                return job_id
             if PYTHON_PROCESS_FAILED not in exc.message:
                 raise
             report = self._sql_runner_report(submission_id)
             if report is None:
                 raise
             raise FlinkProgramError(stack_trace_summary(report["error"]), report.get("statement")) from exc
+
+    def _job_submitted_since(self, job_name: str, since_ms: int) -> str | None:
+        """The newest job of that name started since ``since_ms`` (waiting up to ``lost_job_wait`` s for it), if any."""
+        deadline = time.monotonic() + self.lost_job_wait
+        while True:
+            jobs = [job for job in self.find_jobs(job_name) if job["start-time"] >= since_ms]
+            if jobs or time.monotonic() > deadline:
+                return jobs[0]["jid"] if jobs else None
+            time.sleep(0.5)
 
     def _sql_runner_report(self, submission_id: str) -> dict[str, Any] | None:
         """What the SQL runner logged about a failed submission, from the JobManager's log (None if absent)."""
@@ -646,9 +865,13 @@ class FlinkHook(RestApiHook):
     # Each runs its sync twin in the event loop's default executor (thread_sensitive=False), so a
     # slow JobManager holds up no other trigger sharing the loop.
 
-    async def ajob_health(self, job_id: str, policy: HealthPolicy) -> JobHealth:
+    async def ajob_health(self, job_id: str, policy: HealthPolicy, since_ms: int | None = None) -> JobHealth:
         """``job_health`` without blocking the event loop (same retries and errors)."""
-        return await sync_to_async(self.job_health, thread_sensitive=False)(job_id, policy)
+        return await sync_to_async(self.job_health, thread_sensitive=False)(job_id, policy, since_ms)
+
+    async def avanished_message(self, job_name: str | None, job_id: str | None) -> str:
+        """``vanished_message`` without blocking the event loop."""
+        return await sync_to_async(self.vanished_message, thread_sensitive=False)(job_name, job_id)
 
     async def alatest_job_id(self, name: str) -> str | None:
         """``latest_job_id`` without blocking the event loop (same retries and errors)."""

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import requests
-
 from airflow.sdk import BaseHook
+
 from airflow_mesh.http import DEFAULT_TIMEOUT, CallPolicy, call_policy, plain_session
 
 
@@ -136,6 +136,7 @@ class RestApiHook(BaseHook):
         deadline: Seconds one call may take in all, retries included.
     """
 
+    conn_name_attr: ClassVar[str]
     service_name: ClassVar[str] = "REST API"
     default_port: ClassVar[int]
     retry_statuses: ClassVar[tuple[int, ...]] = (502, 503, 504)
@@ -221,5 +222,6 @@ class RestApiHook(BaseHook):
             time.sleep(pause)
             attempt += 1
 
-    def _error_for(self, response: requests.Response) -> RestApiError:
+    def _error_for(self, response: requests.Response) -> Exception:
+        """The typed error (a RestApiError subclass) an answer of 400 or more stands for."""
         raise NotImplementedError

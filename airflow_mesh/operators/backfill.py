@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,14 @@ from airflow.sdk import BaseHook, BaseOperator
 
 from airflow_mesh.backfill import engine
 from airflow_mesh.backfill.checkpoint import CheckpointStore
-from airflow_mesh.backfill.checksum import table_checksum
 from airflow_mesh.backfill.endpoints import ConnectionFields, make_source, make_target
-from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, Mode, parse_casts
-from airflow_mesh.backfill.targets import IcebergTarget
+from airflow_mesh.backfill.plan import BackfillRequest, KeyRange, parse_casts
+from airflow_mesh.backfill.sources import Source
+from airflow_mesh.backfill.targets import Target
 from airflow_mesh.hooks.schema_registry import SchemaRegistryHook
+
+_NOT_GIVEN: Any = None
+"""What an operator's request argument defaults to: not given, so ``BackfillRequest``'s default applies."""
 
 
 def connection_fields(conn_id: str) -> ConnectionFields:
@@ -36,7 +39,8 @@ def connection_fields(conn_id: str) -> ConnectionFields:
 def default_checkpoint_path() -> Path:
     """``$AIRFLOW_HOME/airflow-mesh/backfill-checkpoints.sqlite`` (set ``checkpoint_path`` to a shared
     volume when retries may land on another worker)."""
-    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "airflow-mesh" / "backfill-checkpoints.sqlite"
+    airflow_home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
+    return airflow_home / "airflow-mesh" / "backfill-checkpoints.sqlite"
 
 
 class _BackfillOperator(BaseOperator):
@@ -49,22 +53,30 @@ class _BackfillOperator(BaseOperator):
     ``cast`` (a dict ``{"amount": "numeric(38,20)"}``, or ``["amount=numeric(38,20)"]``) and
     ``exclude`` (``["notes"]``) override columns (see ``BackfillRequest``); templated, and None or
     empty means none.
+
+    The request's settings (``mode``, ``range_size``, ``parallelism``, ``plan_only``, ``cursor_lag``,
+    ``deep``...) left out, None or empty take ``BackfillRequest``'s defaults. ``plan_only`` is the
+    request's ``dry_run`` (plan and count only); ``dry_run=`` is accepted for it too (the attribute
+    is ``plan_only``, so that ``BaseOperator.dry_run()`` stays Airflow's).
     """
 
     template_fields: Sequence[str] = ("source_conn_id", "table", "target_conn_id", "target_name", "key", "mode",
                                       "cursor_column", "cursor_after", "where", "range_size", "parallelism",
-                                      "dry_run", "value_format", "schema_registry_conn_id", "cast", "exclude",
+                                      "plan_only", "value_format", "schema_registry_conn_id", "cast", "exclude",
                                       "cursor_lag", "deep")
     ui_color = "#fdf3e7"
 
     def __init__(self, *, source_conn_id: str, table: str, target_conn_id: str, target_name: str,
-                 key: str | None = None, mode: str = "full", cursor_column: str | None = None,
-                 cursor_after: str | None = None, where: str | None = None, range_size: int = 250_000,
-                 parallelism: int = 2, dry_run: bool = False, value_format: str | None = None,
-                 schema_registry_conn_id: str | None = None, cast: dict[str, str] | list[str] | None = None,
-                 exclude: list[str] | None = None, cursor_lag: float = 0.0, deep: bool = False,
-                 **kwargs: Any) -> None:
+                 key: str | None = None, mode: str | None = _NOT_GIVEN, cursor_column: str | None = None,
+                 cursor_after: str | None = None, where: str | None = None, range_size: int | str | None = _NOT_GIVEN,
+                 parallelism: int | str | None = _NOT_GIVEN, plan_only: bool | str | None = _NOT_GIVEN,
+                 value_format: str | None = None, schema_registry_conn_id: str | None = None,
+                 cast: dict[str, str] | list[str] | None = None, exclude: list[str] | None = None,
+                 cursor_lag: float | str | None = _NOT_GIVEN, deep: bool | str | None = _NOT_GIVEN,
+                 dry_run: bool | str | None = _NOT_GIVEN, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if dry_run is not None and plan_only is not None:
+            raise ValueError(f"{self.task_id}: plan_only and dry_run are the same setting; give one of them")
         self.cursor_lag = cursor_lag
         self.deep = deep
         self.cast = cast
@@ -82,15 +94,31 @@ class _BackfillOperator(BaseOperator):
         self.where = where
         self.range_size = range_size
         self.parallelism = parallelism
-        self.dry_run = dry_run
+        self.plan_only = plan_only if plan_only is not None else dry_run
+
+    @staticmethod
+    def _given(value: Any) -> bool:
+        """Whether a setting was given: None and an empty string (a form's empty field) were not."""
+        return value is not None and value != ""
 
     def request(self) -> BackfillRequest:
-        return BackfillRequest(table=self.table, key=self.key or None, mode=self.mode,
-                               cursor_column=self.cursor_column or None, cursor_after=self.cursor_after or None,
-                               where=self.where or None, range_size=int(self.range_size),
-                               parallelism=int(self.parallelism), dry_run=self._as_bool(self.dry_run),
-                               casts=parse_casts(self.cast), exclude=self._names(self.exclude),
-                               cursor_lag=float(self.cursor_lag or 0), deep=self._as_bool(self.deep))
+        """The request, from what was given (rendered); what was not takes ``BackfillRequest``'s defaults.
+
+        Raises:
+            pydantic.ValidationError: a setting is out of bounds or malformed.
+        """
+        given = {"key": self.key, "mode": self.mode, "cursor_column": self.cursor_column,
+                 "cursor_after": self.cursor_after, "where": self.where}
+        fields: dict[str, Any] = {name: value for name, value in given.items() if self._given(value)}
+        conversions: tuple[tuple[str, Any, Callable[[Any], Any]], ...] = (
+            ("range_size", self.range_size, int), ("parallelism", self.parallelism, int),
+            ("dry_run", self.plan_only, self._as_bool),
+            ("cursor_lag", self.cursor_lag, float), ("deep", self.deep, self._as_bool))
+        for name, value, convert in conversions:
+            if self._given(value):
+                fields[name] = convert(value)
+        return BackfillRequest(table=self.table, casts=parse_casts(self.cast), exclude=self._names(self.exclude),
+                               **fields)
 
     @staticmethod
     def _names(value: Any) -> list[str]:
@@ -105,7 +133,7 @@ class _BackfillOperator(BaseOperator):
     def _as_bool(value: Any) -> bool:
         return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
 
-    def endpoints(self):
+    def endpoints(self) -> tuple[Source, Target]:
         """The source and the target, from their connections (and the schema registry's, for Avro).
 
         A value format or schema registry given for a target that is not Kafka (e.g. left filled in
@@ -118,8 +146,8 @@ class _BackfillOperator(BaseOperator):
         registry_id = (self.schema_registry_conn_id or "").strip() or None
         target = connection_fields(self.target_conn_id)
         if target.conn_type != "kafka" and (value_format or registry_id):
-            given = ", ".join(f"{name} {value!r}" for name, value in (("value_format", value_format),
-                                                                      ("schema_registry_conn_id", registry_id)) if value)
+            options = (("value_format", value_format), ("schema_registry_conn_id", registry_id))
+            given = ", ".join(f"{name} {value!r}" for name, value in options if value)
             self.log.warning("Ignored %s: they apply to kafka targets only, and target connection %s is %s",
                              given, self.target_conn_id, target.conn_type)
             value_format = registry_id = None
@@ -141,8 +169,10 @@ class BackfillOperator(_BackfillOperator):
         mode: ``full`` (every row), ``incremental`` (the rows at or past the stream's mark by
             ``cursor_column``: it does not see deletes, nor updates that leave the cursor alone) or
             ``sync`` (compare both sides and repair what differs, deletes included).
-        key, cursor_column, cursor_after, where, range_size, parallelism, dry_run, cursor_lag, deep:
-            see ``airflow_mesh.backfill.plan.BackfillRequest``.
+        key, cursor_column, cursor_after, where, range_size, parallelism, cursor_lag, deep:
+            see ``airflow_mesh.backfill.plan.BackfillRequest`` (left out: its defaults).
+        plan_only: Plan and count only, write nothing (``BackfillRequest.dry_run``; ``dry_run=``
+            is accepted for it too).
         cast: Column overrides, ``{"amount": "numeric(38,20)"}`` or ``["amount=numeric(38,20)"]``:
             the source selects ``CAST(amount AS numeric(38,20))`` (a value it would change fails the
             run, naming the column). None or empty: none.
@@ -229,7 +259,9 @@ class BackfillRangeOperator(_BackfillOperator):
     @property
     def range_label(self) -> str:
         """The task's ranges in a few words, e.g. ``3 ranges: 1-5001, 15001-20001, 30001-35001``."""
-        ranges = [KeyRange.from_dict(r).label for r in self.key_ranges or []] if isinstance(self.key_ranges, list) else []
+        ranges = (
+            [KeyRange.from_dict(r).label for r in self.key_ranges or []] if isinstance(self.key_ranges, list) else []
+        )
         if not ranges:
             return "no ranges"
         shown = ", ".join(ranges[:3]) + (f", and {len(ranges) - 3} more" if len(ranges) > 3 else "")
@@ -246,34 +278,14 @@ class BackfillRangeOperator(_BackfillOperator):
         for number, spec in enumerate(self.key_ranges, 1):
             key_range = KeyRange.from_dict(spec)
             started = time.monotonic()
-            results.append(self._move(source, target, the_plan, request, key_range, progress))
+            moved = engine.move_range(source, target, the_plan, request, key_range, progress)
+            results.append(moved.to_dict())
             seconds = time.monotonic() - started
             self.log.info("Range %d of %d (%s): %s rows in %.1fs (%.0f rows/s); this task: %s of about %s rows",
-                          number, len(self.key_ranges), key_range.label, f"{results[-1]['rows']:,}", seconds,
-                          results[-1]["rows"] / max(seconds, 1e-9), f"{progress.done:,}", f"{progress.total:,}")
+                          number, len(self.key_ranges), key_range.label, f"{moved.rows:,}", seconds,
+                          moved.rows / max(seconds, 1e-9), f"{progress.done:,}", f"{progress.total:,}")
             progress.log_line()
         return results
-
-    def _move(self, source, target, the_plan, request: BackfillRequest, key_range: KeyRange,
-              progress: engine.Progress) -> dict[str, Any]:
-        """Stage (Iceberg, full copy: streamed batch by batch into a file), write, or (sync) compare
-        and repair one range."""
-        staged = None
-        if request.mode is Mode.SYNC:
-            from airflow_mesh.backfill import sync
-
-            (rows, checksum), found = sync.compare_range(source, target, request, the_plan, key_range, progress)
-            if found is not None:
-                self.log.info("Sync: %s", found.describe())
-                sync.apply_changes(target, key_range, found)
-        elif isinstance(target, IcebergTarget) and request.mode is Mode.FULL:
-            staged, (rows, checksum) = engine.stage_range(source, target, the_plan, request, key_range,
-                                                          on_rows=progress.add)
-        else:
-            data = engine.read_range(source, the_plan, request, key_range, on_rows=progress.add)
-            target.write_range(key_range, data, upsert=request.mode is Mode.INCREMENTAL)
-            rows, checksum = table_checksum(data)
-        return {**key_range.to_dict(), "rows": rows, "checksum": str(checksum), "staged_file": staged}
 
 
 class CommitBackfillOperator(_BackfillOperator):
@@ -295,21 +307,10 @@ class CommitBackfillOperator(_BackfillOperator):
         self.verify = verify
 
     def execute(self, context: Any) -> dict[str, Any]:
-        results = [result for group in (self.results or []) for result in group]
+        moved = [engine.MovedRange.from_dict(result) for group in (self.results or []) for result in group]
         source, target = self.endpoints()
         request = self.request()
         the_plan = engine.describe(source, target, request)
         target.prepare(the_plan.info.schema, the_plan.keys)
-        ranges = [KeyRange.from_dict(r) for r in results]
-        staged = [(KeyRange.from_dict(r), r["staged_file"]) for r in results if r.get("staged_file")]
-        if staged:
-            target.commit(staged)
-            self.log.info("Committed %d staged data files in one Iceberg commit", len(staged))
-            engine.remove_orphans(target, the_plan.job)  # files of range-task attempts that were retried
-        if self.verify:
-            if request.mode is Mode.INCREMENTAL:
-                expected = engine.source_checksums(source, the_plan, request, ranges)
-            else:
-                expected = {KeyRange.from_dict(r).id: (r["rows"], int(r["checksum"])) for r in results}
-            engine.verify_target(target, ranges, expected, request.parallelism)
-        return {"rows": sum(r["rows"] for r in results), "ranges": len(results), "verified": self.verify}
+        engine.commit_and_verify(source, target, the_plan, request, moved, verify=self.verify)
+        return {"rows": sum(m.rows for m in moved), "ranges": len(moved), "verified": self.verify}

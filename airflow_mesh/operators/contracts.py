@@ -11,20 +11,12 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message
-
 from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
-from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
 from airflow_mesh.contracts.repository import ContractError, ContractRepository, load_repository
-from airflow_mesh.contracts.sampling import (
-    TopicNotFoundError,
-    no_commit_settings,
-    partition_bounds,
-    plan_ranges,
-    read_ranges,
-)
+from airflow_mesh.contracts.sampling import TopicNotFoundError, plan_ranges
 from airflow_mesh.contracts.validation import RecordFormat, RecordValidator, SchemaLookup, ValidationReport
 from airflow_mesh.contracts.verify import (
     RegisteredVersion,
@@ -33,6 +25,7 @@ from airflow_mesh.contracts.verify import (
     verify_contract,
     versions_to_check,
 )
+from airflow_mesh.hooks.kafka import DeadLetterProducerHook, KafkaRecord, NoCommitConsumerHook
 from airflow_mesh.hooks.schema_registry import (
     IncompatibleSchemaError,
     RegistryInvalidSchemaError,
@@ -165,13 +158,6 @@ class RegisterSchemasOperator(_ContractsOperator):
         return {"subject": subject, "id": schema_id, "version": version, "action": "registered"}
 
 
-class _NoCommitConsumerHook(KafkaBaseHook):
-    """A consumer from a Kafka connection, made for reading without a trace (see ``no_commit_settings``)."""
-
-    def _get_client(self, config: dict[str, Any]) -> Consumer:
-        return Consumer(no_commit_settings(config))
-
-
 def _timestamp_ms(moment: datetime | str | None) -> int | None:
     """Milliseconds since the epoch of a datetime or ISO-8601 text; naive times are UTC."""
     if moment is None:
@@ -260,17 +246,17 @@ class ValidateTopicRecordsOperator(BaseOperator):
         lookup = None if record_format is RecordFormat.JSON else self._schema_lookup()
         validator = RecordValidator(key_contract, value_contract, record_format, lookup)
         report = ValidationReport(self.topic, self.max_failures)
-        invalid: list[tuple[Message, str]] = []
-        consumer = _NoCommitConsumerHook(self.kafka_config_id).get_conn
+        invalid: list[tuple[KafkaRecord, str]] = []
+        consumer = NoCommitConsumerHook(self.kafka_config_id)
         try:
             try:
-                bounds = partition_bounds(consumer, self.topic, _timestamp_ms(self.since), _timestamp_ms(self.until))
+                bounds = consumer.partition_bounds(self.topic, _timestamp_ms(self.since), _timestamp_ms(self.until))
             except TopicNotFoundError as exc:
                 raise AirflowSkipException(f"{exc}: nothing to validate") from None
             ranges = plan_ranges(bounds, self.max_records, self.newest)
             planned = ", ".join(f"partition {r.partition} offsets {r.start}-{r.end - 1}" for r in ranges)
             self.log.info("Reading %s: %s", self.topic, planned or "nothing (empty)")
-            for partition, offset, message in read_ranges(consumer, self.topic, ranges, self.read_timeout):
+            for partition, offset, message in consumer.read_ranges(self.topic, ranges, self.read_timeout):
                 outcome = validator.check(message.key(), message.value())
                 report.add(partition, offset, message.value(), outcome)
                 if outcome is not None and self.dead_letter_topic:
@@ -294,28 +280,17 @@ class ValidateTopicRecordsOperator(BaseOperator):
 
         return lookup
 
-    def _dead_letter(self, invalid: list[tuple[Message, str]]) -> int:
+    def _dead_letter(self, invalid: list[tuple[KafkaRecord, str]]) -> int:
         """Copy the invalid records to the dead-letter topic; returns how many it took."""
         if not invalid or not self.dead_letter_topic:
             return 0
-        producer = KafkaProducerHook(self.kafka_config_id).get_producer()
-        errors: list[KafkaError] = []
-
-        def delivered(error: KafkaError | None, _message: Message) -> None:
-            if error is not None:
-                errors.append(error)
-
+        copies = []
         for message, reason in invalid:
             where = (reason, self.topic, str(message.partition()), str(message.offset()))
-            provenance = zip(DEAD_LETTER_HEADERS, (text.encode() for text in where), strict=True)
-            headers = [*(message.headers() or []), *provenance]
-            producer.produce(self.dead_letter_topic, key=message.key(), value=message.value(), headers=headers,
-                             on_delivery=delivered)
-            producer.poll(0)
-        undelivered = producer.flush(60)
-        if errors or undelivered:
+            copies.append((message, list(zip(DEAD_LETTER_HEADERS, (text.encode() for text in where), strict=True))))
+        not_taken, why = DeadLetterProducerHook(self.kafka_config_id).copy_records(self.dead_letter_topic, copies)
+        if not_taken:
             raise AirflowException(f"the dead-letter topic {self.dead_letter_topic} did not take "
-                                   f"{len(errors) + undelivered} of {len(invalid)} invalid records: "
-                                   f"{errors[0] if errors else 'flush timed out'}")
+                                   f"{not_taken} of {len(invalid)} invalid records: {why}")
         self.log.info("Copied %d invalid records to %s", len(invalid), self.dead_letter_topic)
         return len(invalid)

@@ -1,222 +1,49 @@
-"""Operators that submit, stop, cancel and upgrade Flink jobs on a session cluster, and the programs they run.
+"""Operators that submit, stop, cancel and upgrade Flink jobs on a session cluster.
 
-A program says what a job runs: ``FlinkSql`` (a SQL script), ``FlinkProcessor`` (a processor of the
-SDK, by registered name or as an object, compiled to SQL), ``PyFlinkProgram`` or ``FlinkJar``. The
-job's name identifies it across runs: submitting a name that already runs reconnects to that job,
-and upgrading a name replaces the job that runs under it.
+What a job runs is a program of ``airflow_mesh.flink.programs`` (re-exported here): ``FlinkSql``,
+``FlinkProcessor``, ``PyFlinkProgram`` or ``FlinkJar``. The job's name identifies it across runs:
+submitting a name that already runs reconnects to that job, and upgrading a name replaces the job
+that runs under it. The id a name runs as is recorded beside the cluster's checkpoints, so that a
+job the JobManager lost (a restart without high availability) is resumed from its latest retained
+checkpoint instead of starting over.
 """
 
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any, NoReturn
 
-from airflow.sdk import BaseHook, BaseOperator, ResumableJobMixin
+from airflow.sdk import BaseOperator, ResumableJobMixin
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_mesh.hooks.flink import FlinkHook, FlinkJobNotFoundError
-from airflow_mesh.processors import (
-    Deployment,
-    KafkaCluster,
-    Processor,
-    RegisteredProcessor,
-    compile_sql,
-    create_processor,
+from airflow_mesh.flink.checkpoints import JobRecord
+from airflow_mesh.flink.health import ENDED_STATES, HealthPolicy, JobHealth
+from airflow_mesh.flink.programs import (
+    KAFKA_DEFAULT,
+    FlinkJar,
+    FlinkProcessor,
+    FlinkProgram,
+    FlinkSql,
+    PyFlinkProgram,
+    RunSettings,
 )
-from airflow_mesh.processors.health import ENDED_STATES, HealthPolicy
-from airflow_mesh.processors.registry import ProcessorFactory
+from airflow_mesh.hooks.flink import FlinkHook, FlinkJobNotFoundError
 
-KAFKA_DEFAULT = "kafka_default"
-
-
-@dataclass
-class RunSettings:
-    """How a program is run: the job's name and what ``FlinkHook.run_jar`` takes besides the program.
-
-    Attributes:
-        job_name: The job's name (``pipeline.name``).
-        savepoint_path: A savepoint to restore the job's state from.
-        allow_non_restored_state: Start even when some savepoint state maps to no operator.
-        parallelism: The job's default parallelism.
-        flink_configuration: Further settings of the job.
-    """
-
-    job_name: str
-    savepoint_path: str | None = None
-    allow_non_restored_state: bool = False
-    parallelism: int | None = None
-    flink_configuration: dict[str, str] = field(default_factory=dict)
-
-    def run_options(self) -> dict[str, Any]:
-        """``run_jar``'s keyword arguments, the job's name included in its configuration."""
-        return {"savepoint_path": self.savepoint_path, "allow_non_restored_state": self.allow_non_restored_state,
-                "parallelism": self.parallelism,
-                "flink_configuration": {"pipeline.name": self.job_name, **self.flink_configuration}}
-
-
-class FlinkProgram(ABC):
-    """What a Flink job runs. Its ``template_fields`` are rendered with the operator's."""
-
-    template_fields: Sequence[str] = ()
-
-    def check(self, job_name: str) -> None:  # noqa: B027 - most programs have nothing to check here
-        """Fail before anything is submitted when the program cannot run (default: nothing to check).
-
-        Args:
-            job_name: The name the job will have.
-        """
-
-    @abstractmethod
-    def submit(self, hook: FlinkHook, settings: RunSettings) -> str:
-        """Submit the program as a job.
-
-        Returns:
-            The new job's id.
-        """
-
-    @abstractmethod
-    def describe(self) -> str:
-        """One line naming the program, for logs."""
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value!r}" for name, value in vars(self).items())
-        return f"{type(self).__name__}({fields})"
-
-
-class FlinkSql(FlinkProgram):
-    """A Flink SQL script: SET statements, DDL, then INSERTs that run as one job.
-
-    Args:
-        script: The statements, each ending with a semicolon at the end of a line (templated).
-    """
-
-    template_fields = ("script",)
-
-    def __init__(self, script: str) -> None:
-        self.script = script
-
-    def submit(self, hook: FlinkHook, settings: RunSettings) -> str:
-        return hook.submit_sql(self.script, job_name=settings.job_name, **settings.run_options())
-
-    def describe(self) -> str:
-        return f"Flink SQL script ({len(self.script.splitlines())} lines)"
-
-
-class FlinkProcessor(FlinkProgram):
-    """A processor of the SDK, compiled to Flink SQL at submission.
-
-    Args:
-        processor: A registered processor's name, a ``package.module:factory`` reference, a
-            factory (e.g. a function of the DAG file), or a ``Processor`` object.
-        params: The factory's keyword parameters, for a name, reference or factory (templated).
-        kafka_conn_id: The Kafka connection whose ``bootstrap.servers`` the processor's topics live on.
-        kafka_properties: Further Kafka client settings for Flink's connectors (Java client names,
-            e.g. ``{"security.protocol": "SASL_SSL"}``).
-    """
-
-    # Not ``processor``: Airflow would call a factory in a template field to render it.
-    template_fields = ("params", "kafka_conn_id")
-
-    def __init__(self, processor: str | ProcessorFactory | Processor, params: dict[str, Any] | None = None,
-                 kafka_conn_id: str = KAFKA_DEFAULT, kafka_properties: dict[str, str] | None = None) -> None:
-        self.processor = processor
-        self.params = params
-        self.kafka_conn_id = kafka_conn_id
-        self.kafka_properties = kafka_properties
-
-    def declaration(self) -> Processor:
-        """The processor object: as given, or created by its factory with ``params``.
-
-        Raises:
-            RegistryError: no such processor, or the parameters do not fit it.
-        """
-        if isinstance(self.processor, Processor):
-            return self.processor
-        if callable(self.processor):
-            return RegisteredProcessor(self.processor.__name__, self.processor, "DAG").create(self.params)
-        return create_processor(self.processor, self.params)
-
-    def sql(self, job_name: str) -> str:
-        """The compiled script for a job of that name.
-
-        Raises:
-            RegistryError: no such processor, or the parameters do not fit it.
-            DeclarationError: the declaration is invalid.
-            AirflowException: the Kafka connection has no ``bootstrap.servers``.
-        """
-        extra = BaseHook.get_connection(self.kafka_conn_id).extra_dejson
-        if not extra.get("bootstrap.servers"):
-            raise AirflowException(f"Kafka connection {self.kafka_conn_id!r} has no 'bootstrap.servers' extra")
-        kafka = KafkaCluster(extra["bootstrap.servers"], dict(self.kafka_properties or {}))
-        return compile_sql(self.declaration(), Deployment(job_name, kafka))
-
-    def check(self, job_name: str) -> None:
-        self.sql(job_name)
-
-    def submit(self, hook: FlinkHook, settings: RunSettings) -> str:
-        return hook.submit_sql(self.sql(settings.job_name), job_name=settings.job_name, **settings.run_options())
-
-    def describe(self) -> str:
-        if isinstance(self.processor, Processor):
-            return f"processor {self.processor.name}"
-        return f"processor {getattr(self.processor, '__name__', self.processor)}"
-
-
-class PyFlinkProgram(FlinkProgram):
-    """A PyFlink program, run by Flink's PythonDriver.
-
-    Args:
-        path: The program's path as the JobManager sees it (templated).
-        args: The program's arguments (templated).
-    """
-
-    template_fields = ("path", "args")
-
-    def __init__(self, path: str, args: Sequence[str] = ()) -> None:
-        self.path = path
-        self.args = args
-
-    def submit(self, hook: FlinkHook, settings: RunSettings) -> str:
-        return hook.submit_python(self.path, list(self.args), **settings.run_options())
-
-    def describe(self) -> str:
-        return f"PyFlink program {self.path}"
-
-
-class FlinkJar(FlinkProgram):
-    """A jar on this machine, uploaded for each submission and removed from the cluster after it.
-
-    Args:
-        jar: The jar's local path (templated).
-        entry_class: The program's main class (default: the jar manifest's).
-        args: The program's arguments (templated).
-    """
-
-    template_fields = ("jar", "entry_class", "args")
-
-    def __init__(self, jar: str, entry_class: str | None = None, args: Sequence[str] = ()) -> None:
-        self.jar = jar
-        self.entry_class = entry_class
-        self.args = args
-
-    def check(self, job_name: str) -> None:
-        if not Path(self.jar).is_file():
-            raise FileNotFoundError(f"jar {self.jar} does not exist")
-
-    def submit(self, hook: FlinkHook, settings: RunSettings) -> str:
-        jar_id = hook.upload_jar(self.jar)
-        try:
-            return hook.run_jar(jar_id, entry_class=self.entry_class, args=list(self.args), **settings.run_options())
-        finally:
-            hook.delete_jar(jar_id)
-
-    def describe(self) -> str:
-        return f"jar {Path(self.jar).name}" + (f" ({self.entry_class})" if self.entry_class else "")
+__all__ = [
+    "KAFKA_DEFAULT",
+    "CancelFlinkJobOperator",
+    "FlinkJar",
+    "FlinkProcessor",
+    "FlinkProgram",
+    "FlinkSql",
+    "PyFlinkProgram",
+    "RunSettings",
+    "StopFlinkJobOperator",
+    "SubmitFlinkJobOperator",
+    "UpgradeFlinkJobOperator",
+]
 
 
 class _FlinkOperator(BaseOperator):
@@ -231,6 +58,48 @@ class _FlinkOperator(BaseOperator):
     @cached_property
     def hook(self) -> FlinkHook:
         return FlinkHook(self.flink_conn_id)
+
+    def _record(self, job_name: str, job_id: str, checkpoint: str | None = None) -> None:
+        """Record the id a name runs as (and its latest checkpoint) beside the cluster's checkpoints."""
+        try:
+            if not self.hook.write_job_record(JobRecord(job_name, job_id, checkpoint)):
+                self.log.warning("The Flink cluster has no execution.checkpointing.dir: if its JobManager loses "
+                                 "job %s, it cannot be resumed from a checkpoint", job_name)
+        except OSError as exc:
+            self.log.warning("Cannot record Flink job %s (%s) beside the cluster's checkpoints: %s; if the "
+                             "JobManager loses it, it cannot be resumed automatically", job_name, job_id, exc)
+
+    def _lost_job_checkpoint(self, job_name: str) -> tuple[str, str] | None:
+        """The job a name last ran as, when the cluster lost it or it failed, and its latest retained checkpoint.
+
+        A job that was cancelled (its state dropped on purpose) or stopped with a savepoint (resumed
+        from that savepoint when asked) is not resumed from a checkpoint.
+
+        Returns:
+            ``(job id, checkpoint)``; None when there is nothing to resume.
+        """
+        try:
+            record = self.hook.read_job_record(job_name)
+        except OSError as exc:
+            self.log.warning("Cannot read the record of Flink job %s: %s", job_name, exc)
+            return None
+        if record is None:
+            return None
+        try:
+            state = self.hook.get_job(record.job_id)["state"]
+        except FlinkJobNotFoundError:
+            state = None
+        if state not in (None, "FAILED"):
+            return None
+        what = "the cluster no longer knows (its JobManager lost it)" if state is None else "FAILED"
+        checkpoint = self.hook.latest_retained_checkpoint(record.job_id)
+        if checkpoint is None:
+            self.log.warning("Flink job %s last ran as %s, which %s, and left no retained checkpoint: it starts "
+                             "from scratch", job_name, record.job_id, what)
+            return None
+        self.log.warning("Flink job %s last ran as %s, which %s: resuming it from its latest retained "
+                         "checkpoint %s", job_name, record.job_id, what, checkpoint)
+        return record.job_id, checkpoint
 
 
 class _ProgramOperator(_FlinkOperator):
@@ -257,29 +126,36 @@ class _ProgramOperator(_FlinkOperator):
 class SubmitFlinkJobOperator(ResumableJobMixin, _ProgramOperator):
     """Submit a program as a named job and wait until it is healthy; reconnect instead when it already runs.
 
-    Idempotent twice over: a job of that name that is not ended is reconnected to rather than
-    submitted again, and a retry of the task reconnects to the job its earlier try submitted (the
-    job id is kept in the task's ``task_state_store``, Airflow 3.3's ``ResumableJobMixin``). Killing
-    the task cancels the job it submitted, which is then no orphan; a job it only reconnected to
-    keeps running.
+    Idempotent three times over: a job of that name that is not ended is reconnected to rather than
+    submitted again; a retry of the task reconnects to the job its earlier try submitted (the job id
+    is kept in the task's ``task_state_store``, Airflow 3.3's ``ResumableJobMixin``); and a job the
+    cluster lost (its JobManager restarted without high availability) or that FAILED is resumed
+    from its latest retained checkpoint, with a log line that says so, instead of starting over
+    and reprocessing its input. For that, the id each name runs as is recorded beside the cluster's
+    checkpoints (``airflow_mesh.flink.checkpoints``), which this machine must be able to read.
+    Killing the task cancels the job it submitted, which is then no orphan; a job it only
+    reconnected to keeps running.
 
     Args:
         job_name: The job's name (templated).
         program: What the job runs (its fields are templated).
-        savepoint_path: Restore the job's state from this savepoint (templated).
+        savepoint_path: Restore the job's state from this savepoint (templated); instead of any
+            retained checkpoint.
         allow_non_restored_state: Start even when some savepoint state maps to no operator.
         parallelism: The job's default parallelism.
         flink_configuration: Further settings of the job, e.g. ``{"restart-strategy.type": "none"}`` (templated).
         wait_until_healthy: Wait until the job is healthy; else return once it is submitted.
         healthy_for: Seconds the job must stay healthy (a job failing on its first records looks
-            healthy for a moment).
-        max_restarts: Restarts the job may have had and still count as healthy.
+            healthy for a moment); with checkpointing on, a checkpoint must also complete after them.
+        max_restarts: Failures in ``restart_window`` the job may have had and still count as healthy.
+        restart_window: Seconds back from now in which failures count.
         startup_timeout: Seconds to wait for the job to be healthy.
+        resume_lost_job: Resume a lost or failed job of that name from its latest retained checkpoint.
         flink_conn_id: The Flink connection.
         durable: Keep the job id across retries (``ResumableJobMixin``).
 
     Returns (XCom):
-        The job's id.
+        The job's id; also pushed under ``checkpoint``: the latest completed checkpoint seen.
     """
 
     template_fields: Sequence[str] = ("job_name", "program", "savepoint_path", "flink_configuration",
@@ -288,7 +164,8 @@ class SubmitFlinkJobOperator(ResumableJobMixin, _ProgramOperator):
 
     def __init__(self, *, program: FlinkProgram, savepoint_path: str | None = None,
                  allow_non_restored_state: bool = False, wait_until_healthy: bool = True, healthy_for: float = 5.0,
-                 max_restarts: int = 3, startup_timeout: float = 300.0, **kwargs: Any) -> None:
+                 max_restarts: int = 3, restart_window: float = 600.0, startup_timeout: float = 300.0,
+                 resume_lost_job: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.program = program
         self.savepoint_path = savepoint_path
@@ -296,33 +173,40 @@ class SubmitFlinkJobOperator(ResumableJobMixin, _ProgramOperator):
         self.wait_until_healthy = wait_until_healthy
         self.healthy_for = healthy_for
         self.max_restarts = max_restarts
+        self.restart_window = restart_window
         self.startup_timeout = startup_timeout
+        self.resume_lost_job = resume_lost_job
         self._job: dict[str, Any] | None = None
 
     def execute(self, context: Any) -> str:
         self.program.check(self.job_name)
-        self.execute_resumable(context)
-        return self._job["job_id"]
+        return self.execute_resumable(context)
 
     def submit_job(self, context: Any) -> dict[str, Any]:
         """Submit the program, unless a job of that name is not ended: then that job is the one.
 
         Returns:
-            ``{"job_id": ..., "submitted": True}`` for a new job, ``"submitted": False`` for one
-            that already ran under the name.
+            ``{"job_id": ..., "submitted": True, "restored_from": ...}`` for a new job (restored from
+            the savepoint given or the lost job's checkpoint, or None), ``"submitted": False`` for
+            one that already ran under the name.
         """
         running = self.hook.find_jobs(self.job_name, active_only=True)
         if running:
             job = running[0]
             self.log.info("Flink job %s is already %s as %s: reconnecting to it instead of submitting another",
                           self.job_name, job["state"], job["jid"])
-            return {"job_id": job["jid"], "submitted": False}
+            self._record(self.job_name, job["jid"])
+            self._job = {"job_id": job["jid"], "submitted": False, "restored_from": None}
+            return self._job
+        restore = self.savepoint_path
+        if restore is None and self.resume_lost_job and (lost := self._lost_job_checkpoint(self.job_name)):
+            restore = lost[1]
         started = time.monotonic()
-        job_id = self.program.submit(self.hook, self._settings(self.savepoint_path, self.allow_non_restored_state))
-        restore = f" from savepoint {self.savepoint_path}" if self.savepoint_path else ""
+        job_id = self.program.submit(self.hook, self._settings(restore, self.allow_non_restored_state))
         self.log.info("Submitted %s as Flink job %s (%s) in %.1fs%s", self.program.describe(), self.job_name, job_id,
-                      time.monotonic() - started, restore)
-        self._job = {"job_id": job_id, "submitted": True}
+                      time.monotonic() - started, f", restored from {restore}" if restore else "")
+        self._record(self.job_name, job_id)
+        self._job = {"job_id": job_id, "submitted": True, "restored_from": restore}
         return self._job
 
     def get_job_status(self, external_id: Any, context: Any) -> str:
@@ -337,23 +221,32 @@ class SubmitFlinkJobOperator(ResumableJobMixin, _ProgramOperator):
         return status not in ENDED_STATES and status != "UNKNOWN"
 
     def is_job_succeeded(self, status: str) -> bool:
-        """Never: a stream job that ended is not running, so a retry submits it again."""
+        """Never: a stream job that ended is not running, so a retry submits it again (or resumes it)."""
         return False
 
     def poll_until_complete(self, external_id: Any, context: Any) -> None:
-        """Wait until the job is healthy (unless ``wait_until_healthy`` is off).
+        """Wait until the job is healthy (unless ``wait_until_healthy`` is off), then record its checkpoint.
 
         Raises:
-            FlinkJobFailedError: the job failed, ended, or restarted more than ``max_restarts``.
+            FlinkJobFailedError: the job failed, ended, or failed more than ``max_restarts`` times.
             FlinkTimeoutError: it was not healthy within ``startup_timeout``.
         """
         self._job = external_id
         if not self.wait_until_healthy:
             return
         started = time.monotonic()
-        health = self.hook.wait_until_healthy(external_id["job_id"], HealthPolicy(self.max_restarts),
-                                              self.healthy_for, self.startup_timeout)
+        policy = HealthPolicy(self.max_restarts, self.restart_window, healthy_for=self.healthy_for)
+        health = self.hook.wait_until_healthy(external_id["job_id"], policy, self.startup_timeout)
         self.log.info("%s; healthy %.1fs after the wait began", health.summary(), time.monotonic() - started)
+        self._record_checkpoint(health, context)
+
+    def _record_checkpoint(self, health: JobHealth, context: Any) -> None:
+        if health.latest_checkpoint is None:
+            return
+        self._record(self.job_name, health.job_id, health.latest_checkpoint)
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if ti is not None:
+            ti.xcom_push(key="checkpoint", value=health.latest_checkpoint)
 
     def get_job_result(self, external_id: Any, context: Any) -> str:
         """The job's id."""
@@ -398,7 +291,7 @@ class _JobOperator(_FlinkOperator):
             except FlinkJobNotFoundError:
                 jobs = []
         else:
-            jobs = [job["jid"] for job in self.hook.find_jobs(self.job_name, active_only=True)]
+            jobs = [job["jid"] for job in self.hook.find_jobs(str(self.job_name), active_only=True)]
         if not jobs and not self.ignore_missing:
             raise AirflowException(f"no running Flink job {self.job_id or self.job_name!r}")
         return jobs
@@ -474,7 +367,17 @@ class UpgradeFlinkJobOperator(_ProgramOperator):
     become healthy. If it fails to (Flink refuses it, it fails, restarts, or is not healthy in
     time), it is cancelled, the previous version is submitted again from the same savepoint, and
     the task fails with the reason. Both programs are checked before the running job is touched.
-    Killing the task leaves whichever version it started running: cancelling it would leave none.
+    When no job of that name runs because the JobManager lost it (or it failed), its latest
+    retained checkpoint takes the savepoint's place. Killing the task leaves whichever version it
+    started running: cancelling it would leave none.
+
+    State is restored operator by operator. A change that keeps the shape of the job (a filter's
+    condition, a projection's expressions) keeps every operator's state: processors are compiled
+    with stable operator ids. A change that removes or reshapes a stateful operator (an
+    aggregation's keys, a join) leaves savepoint state that maps to no operator: Flink refuses the
+    new version ("Cannot map checkpoint/savepoint state"), and the upgrade rolls back, unless
+    ``allow_non_restored_state`` lets the new version drop that state (it then starts those
+    operators empty: an aggregate counts again from zero).
 
     Args:
         job_name: The name the job runs under (templated).
@@ -485,7 +388,7 @@ class UpgradeFlinkJobOperator(_ProgramOperator):
         parallelism: The jobs' default parallelism.
         flink_configuration: Further settings of the jobs (templated).
         healthy_for: Seconds a version must stay healthy.
-        max_restarts: Restarts a version may have had and still count as healthy.
+        max_restarts: Failures a version may have had and still count as healthy.
         timeout: Seconds for the savepoint, and for each version to become healthy.
 
     Returns (XCom):
@@ -512,11 +415,17 @@ class UpgradeFlinkJobOperator(_ProgramOperator):
         self.program.check(self.job_name)
         self.previous_program.check(self.job_name)
         running = self.hook.find_jobs(self.job_name, active_only=True)
-        if len(running) != 1:
-            raise AirflowException(f"expected one running Flink job named {self.job_name!r}, found {len(running)}")
-        previous_job = running[0]["jid"]
         started = time.monotonic()
-        savepoint = self.hook.stop_with_savepoint(previous_job, self.savepoint_directory, timeout=self.timeout)
+        if not running and (lost := self._lost_job_checkpoint(self.job_name)):
+            # The JobManager lost the job (or it failed): its latest retained checkpoint is the state.
+            previous_job, savepoint = lost
+        elif len(running) != 1:
+            raise AirflowException(f"expected one running Flink job named {self.job_name!r}, found {len(running)}"
+                                   + ("" if running else " (and no lost or failed job of that name to resume from "
+                                      "a checkpoint)"))
+        else:
+            previous_job = running[0]["jid"]
+            savepoint = self.hook.stop_with_savepoint(previous_job, self.savepoint_directory, timeout=self.timeout)
         stopped = time.monotonic()
         self.log.info("Stopped Flink job %s (%s) with savepoint %s in %.1fs", self.job_name, previous_job, savepoint,
                       stopped - started)
@@ -538,9 +447,11 @@ class UpgradeFlinkJobOperator(_ProgramOperator):
             requests.RequestException: Flink did not answer.
         """
         job_id = program.submit(self.hook, self._settings(savepoint, allow_non_restored_state))
+        self._record(self.job_name, job_id)
         self.log.info("Submitted %s as %s from %s", program.describe(), job_id, savepoint)
         try:
-            self.hook.wait_until_healthy(job_id, HealthPolicy(self.max_restarts), self.healthy_for, self.timeout)
+            self.hook.wait_until_healthy(job_id, HealthPolicy(self.max_restarts, healthy_for=self.healthy_for),
+                                         self.timeout)
         except Exception:
             if self.hook.get_job(job_id)["state"] not in ENDED_STATES:
                 self.hook.cancel_job(job_id)

@@ -24,8 +24,14 @@ from airflow_mesh.processors.sql import quote_identifier, quote_literal
 OUTPUT_TABLE = f"{RESERVED_PREFIX}output"
 
 # Settings of every processor job unless the processor overrides them: checkpoints are what a
-# savepoint-based upgrade and the health check on checkpoint age rely on.
-DEFAULT_SETTINGS = {"execution.checkpointing.interval": "10 s"}
+# savepoint-based upgrade and the health check on checkpoint age rely on; retained ones are what a
+# job the JobManager lost is resumed from. Operator ids stay Flink's own (hashes of the job's
+# topology): the planner's (table.exec.uid.generation=ALWAYS) number the plan's nodes in order, so
+# adding a step moves every id after it and no state maps any more.
+DEFAULT_SETTINGS = {
+    "execution.checkpointing.interval": "10 s",
+    "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+}
 
 
 @dataclass(frozen=True)

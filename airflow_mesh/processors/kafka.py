@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from airflow_mesh.processors.formats import Format, Json
 from airflow_mesh.processors.model import (
@@ -63,7 +64,7 @@ class KafkaInput(Input):
 
     name: str
     topic: str
-    columns: Mapping[str, str] | Sequence[Column]
+    columns: Mapping[str, str] | Sequence[Column]  # type: ignore[assignment]  # __post_init__ makes it Input's tuple
     format: Format = field(default_factory=Json)
     key: Sequence[str] = ()
     upsert: bool = False
@@ -78,9 +79,13 @@ class KafkaInput(Input):
     def changelog(self) -> bool:
         return self.upsert or self.format.changelog
 
+    @property
+    def _columns(self) -> tuple[Column, ...]:
+        return cast("tuple[Column, ...]", self.columns)  # as __post_init__ stored them
+
     def check(self) -> list[str]:
-        problems = _topic_problems(self.topic) + column_problems(self.columns)
-        problems += unknown_columns(self.key, self.columns, "key column")
+        problems = _topic_problems(self.topic) + column_problems(self._columns)
+        problems += unknown_columns(self.key, self._columns, "key column")
         if self.upsert:
             if not self.key:
                 problems.append("an upsert input needs a key")
@@ -103,7 +108,7 @@ class KafkaInput(Input):
         else:
             options["scan.startup.mode"] = self.startup
         options.update(self.format.options("value."))
-        return _table(self.name, self.columns, self.key, options)
+        return _table(self.name, self._columns, self.key, options)
 
 
 @dataclass(frozen=True)

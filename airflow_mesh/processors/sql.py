@@ -10,6 +10,7 @@ to refuse text that would break out of the generated statement (a ``;``, an unte
 from __future__ import annotations
 
 import re
+from typing import cast
 
 # Words of Flink SQL that may appear in an expression without naming a column.
 KEYWORDS = frozenset("""
@@ -58,9 +59,10 @@ def quote_literal(value: str) -> str:
 
 def _tokens(expression: str) -> list[tuple[str, str]]:
     """``(kind, text)`` of each token but whitespace; raises ExpressionError on text that cannot be embedded."""
-    tokens, depth = [], 0
+    tokens: list[tuple[str, str]] = []
+    depth = 0
     for match in TOKEN.finditer(expression):
-        kind, text = match.lastgroup, match.group()
+        kind, text = cast(str, match.lastgroup), match.group()  # every alternative of TOKEN is a named group
         if kind == "space":
             continue
         if kind == "string" and "\n" in text:

@@ -24,9 +24,10 @@ from airflow_mesh.connectors.snapshots import (
     signal_target,
     task_failure,
 )
+from airflow_mesh.hooks.debezium import SignalDatabase, SignalTableHook
+from airflow_mesh.hooks.kafka import NotificationReader
 from airflow_mesh.hooks.kafka_connect import KafkaConnectHook
-from airflow_mesh.operators.debezium import SignalDatabase
-from airflow_mesh.triggers.debezium import IncrementalSnapshotTrigger, NotificationReader, settle, stalled_message
+from airflow_mesh.triggers.debezium import IncrementalSnapshotTrigger, settle, stalled_message
 
 
 class IncrementalSnapshotSensor(BaseSensorOperator):
@@ -180,8 +181,8 @@ class IncrementalSnapshotSensor(BaseSensorOperator):
                              "of %s", self.snapshot_id, self.connector_name)
             return None
         try:
-            return SignalDatabase.open(self.database_conn_id, self.connector_name, self._config,
-                                       signal_target(self.connector_name, self._config))
+            return SignalTableHook(self.database_conn_id).open(self.connector_name, self._config,
+                                                               signal_target(self.connector_name, self._config))
         except (SnapshotError, ValueError) as exc:
             self.log.warning("Cannot clean up after snapshot %s or ask the database about it: %s", self.snapshot_id,
                              exc)

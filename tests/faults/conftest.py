@@ -103,7 +103,7 @@ class StackService:
             Seconds it took.
         """
         started = time.monotonic()
-        done = subprocess.run([sys.executable, str(STACK_PY), "up", "--only", self.name], cwd=ROOT,
+        done = subprocess.run([sys.executable, str(STACK_PY), "up", "--only", self.name], cwd=ROOT, check=False,
                               env=os.environ.copy(), capture_output=True, text=True, timeout=timeout)
         assert done.returncode == 0, f"stack.py up --only {self.name} failed:\n{done.stdout}\n{done.stderr}"
         self.log.append(f"{self.name} up again in {time.monotonic() - started:.1f}s")

@@ -9,6 +9,7 @@ in ``.stack/logs/ui/``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -122,10 +123,8 @@ def _stop(process: subprocess.Popen) -> None:
         process.poll()
         time.sleep(0.5)
     else:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     process.wait(timeout=10)
 
 
@@ -344,7 +343,8 @@ def open_add_connection(page: Any, url: str, hook_name: str) -> Any:
 def test_the_connection_type_dropdown_offers_every_type_the_dags_use(airflow_ui, page):
     from airflow.providers_manager import ProvidersManager
 
-    names = {meta.connection_type: meta.hook_name for meta in ProvidersManager().iter_connection_type_hook_ui_metadata()}
+    names = {meta.connection_type: meta.hook_name
+             for meta in ProvidersManager().iter_connection_type_hook_ui_metadata()}
     used = ["kafka", "kafka_connect", "flink", "postgres", "mysql", "iceberg", "elasticsearch", "schema_registry"]
     page.goto(f"{airflow_ui.url}/connections")
     page.get_by_role("button", name="Add Connection").click()

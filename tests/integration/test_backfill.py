@@ -105,6 +105,14 @@ def test_mariadb_to_iceberg_and_iceberg_to_postgres(mariadb_table, iceberg_catal
             conn.execute(f"DROP TABLE IF EXISTS {pg_name}")
 
 
+def done_ranges(checkpoints: Path) -> int:
+    """Ranges a run recorded as done; 0 before it made its checkpoint file and tables."""
+    try:
+        return sqlite3.connect(checkpoints).execute("SELECT count(*) FROM done_ranges").fetchone()[0]
+    except sqlite3.OperationalError:  # the file exists, its tables not yet
+        return 0
+
+
 def test_sigkill_mid_run_then_resume_leaves_every_row_exactly_once(pg_table, iceberg_catalog, tmp_path):
     checkpoints = tmp_path / "cp.sqlite"
     c = json.loads(os.environ["AIRFLOW_CONN_POSTGRES_MESH"])
@@ -116,8 +124,7 @@ def test_sigkill_mid_run_then_resume_leaves_every_row_exactly_once(pg_table, ice
     run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # kill it once some, but not all, of the 40 ranges are done
-        if checkpoints.exists() and sqlite3.connect(checkpoints).execute(
-                "SELECT count(*) FROM done_ranges").fetchone()[0] >= 5:
+        if done_ranges(checkpoints) >= 5:
             break
         time.sleep(0.05)
     run.send_signal(signal.SIGKILL)
@@ -135,12 +142,14 @@ def test_sigkill_mid_run_then_resume_leaves_every_row_exactly_once(pg_table, ice
 
 
 def test_verification_names_the_range_that_differs(pg_table, tmp_path, postgres_conninfo):
-    source, target = make_source(conn_fields("postgres_mesh")), make_target(conn_fields("postgres_mesh"), f"{pg_table}_copy")
+    source = make_source(conn_fields("postgres_mesh"))
+    target = make_target(conn_fields("postgres_mesh"), f"{pg_table}_copy")
     request = BackfillRequest(table=pg_table, range_size=ROWS // 4)
     engine.run(source, target, request, CheckpointStore(tmp_path / "cp.sqlite"))
     with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
         conn.execute(f"UPDATE {pg_table}_copy SET amount = amount + 0.01 WHERE id = 12345")
-    with pytest.raises(VerificationError, match=r"range 10001-15001: 0 rows missing from the target, 1 differ, 0 extra"):
+    with pytest.raises(VerificationError,
+                       match=r"range 10001-15001: 0 rows missing from the target, 1 differ, 0 extra"):
         engine.verify(source, target, request)
 
 
@@ -148,7 +157,7 @@ def test_bad_input_fails_before_writing(pg_table, postgres_conninfo, tmp_path):
     source = make_source(conn_fields("postgres_mesh"))
     target = make_target(conn_fields("postgres_mesh"), f"{pg_table}_copy")
     checkpoints = CheckpointStore(tmp_path / "cp.sqlite")
-    with pytest.raises(PlanError, match="table public.nope does not exist"):
+    with pytest.raises(PlanError, match=r"table public\.nope does not exist"):
         engine.run(source, target, BackfillRequest(table="public.nope"), checkpoints)
     name = pg_table.split(".")[1]
     with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
@@ -181,7 +190,8 @@ def test_resume_keeps_the_first_plan_and_extends_it_to_new_keys(pg_table, iceber
     args = [sys.executable, "-m", "airflow_mesh.backfill",
             "--source", f"postgresql://{c['login']}:{c['password']}@{c['host']}:{c['port']}/{c['schema']}",
             "--table", pg_table, "--target", "iceberg://?extra=" + json.dumps(iceberg_catalog.extra),
-            "--target-name", "mesh.grown", "--range-size", "500", "--parallelism", "1", "--checkpoints", str(checkpoints)]
+            "--target-name", "mesh.grown", "--range-size", "500", "--parallelism", "1",
+            "--checkpoints", str(checkpoints)]
     run = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -198,7 +208,8 @@ def test_resume_keeps_the_first_plan_and_extends_it_to_new_keys(pg_table, iceber
     assert len(saved_ranges) == 40 and 5 <= len(store.done(job)) < 40
 
     with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
-        conn.execute(f"INSERT INTO {pg_table} (id, status) SELECT g, 'late' FROM generate_series({ROWS + 1}, {ROWS + 2000}) g")
+        conn.execute(f"INSERT INTO {pg_table} (id, status) "
+                     f"SELECT g, 'late' FROM generate_series({ROWS + 1}, {ROWS + 2000}) g")
         conn.execute(f"ANALYZE {pg_table}")
     resumed = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
     assert resumed["job"] == job and resumed["ranges"] == 44  # the 40 saved ranges, 4 more for the new keys

@@ -34,7 +34,7 @@ def _command(source: str, table: str, target: str, name: str, checkpoints: Path,
 
 
 def backfill(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _one_line_failure(result: subprocess.CompletedProcess) -> str:
@@ -52,7 +52,7 @@ def test_help_explains_every_option_and_shows_where_checkpoints_are():
     options = [a for a in parser()._actions if a.option_strings and a.dest != "help"]
     assert options and all(a.help for a in options), [a.dest for a in options if not a.help]
     shown = subprocess.run([sys.executable, "-m", "airflow_mesh.backfill", "--help"], capture_output=True, text=True,
-                           env={**os.environ, "COLUMNS": "200"}).stdout
+                           env={**os.environ, "COLUMNS": "200"}, check=False).stdout
     for name in ("--restart", "--details", "--debug", "--key", "--where"):
         assert name in shown
     assert str(DEFAULT_CHECKPOINTS) in shown
@@ -138,7 +138,7 @@ def test_ctrl_c_exits_130_and_the_same_command_resumes(pg_table, tmp_path):
     run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_done_ranges(checkpoints, 3, run)
     run.send_signal(signal.SIGINT)
-    stdout, stderr = run.communicate(timeout=60)
+    _stdout, stderr = run.communicate(timeout=60)
     assert run.returncode == 130, stderr
     assert "interrupted; rerun the same command to resume" in stderr and "Traceback" not in stderr
     resumed = json.loads(backfill(*args).stdout)

@@ -28,7 +28,8 @@ def load(name: str):
 def iceberg(tmp_path, monkeypatch) -> ConnectionFields:
     """A private Iceberg catalog, defined as the iceberg_default connection for the test."""
     catalog = {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": f"file://{tmp_path}/warehouse"}
-    monkeypatch.setenv("AIRFLOW_CONN_ICEBERG_DEFAULT", json.dumps({"conn_type": "iceberg", "extra": {"catalog": catalog}}))
+    monkeypatch.setenv("AIRFLOW_CONN_ICEBERG_DEFAULT",
+                       json.dumps({"conn_type": "iceberg", "extra": {"catalog": catalog}}))
     monkeypatch.setenv("AIRFLOW_HOME", os.environ["AIRFLOW_HOME"])
     return ConnectionFields("iceberg", extra={"catalog": catalog})
 

@@ -66,7 +66,8 @@ def test_staged_files_follow_the_tables_compression_properties(pg_table, tmp_pat
     catalog = {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": f"file://{tmp_path}/warehouse"}
     iceberg = load_catalog("default", **catalog)
     iceberg.create_namespace("mesh")
-    schema = pa.schema([pa.field("id", pa.int64(), nullable=False), ("amount", pa.decimal128(12, 2)), ("note", pa.string())])
+    schema = pa.schema([pa.field("id", pa.int64(), nullable=False), ("amount", pa.decimal128(12, 2)),
+                        ("note", pa.string())])
     iceberg.create_table(f"mesh.{pg_table}", schema=schema, properties={"write.parquet.compression-codec": "snappy"})
     target = make_target(ConnectionFields("iceberg", extra={"catalog": catalog}), f"mesh.{pg_table}")
     summary = engine.run(source, target, BackfillRequest(table=f"public.{pg_table}", range_size=10_000,

@@ -132,7 +132,8 @@ def test_a_key_that_is_not_unique_is_refused_before_the_target_is_created(pg_tab
         engine.run(source, target, BackfillRequest(table=pg_table, key="note"), checkpoints)
     assert not target.catalog.table_exists("mesh.by_customer")
     # A unique column that is not the primary key is checked, then used.
-    summary = engine.run(source, target, BackfillRequest(table=pg_table, key="created_at", range_size=5000), checkpoints)
+    summary = engine.run(source, target, BackfillRequest(table=pg_table, key="created_at", range_size=5000),
+                         checkpoints)
     assert summary.verified and summary.rows == 20_000
 
 
@@ -153,7 +154,7 @@ def test_a_filter_that_escapes_its_parentheses_writes_nothing(pg_table, tmp_path
     assert summary.verified and summary.rows == expected
 
 
-@pytest.mark.parametrize("kind, bad", [("postgres", "public.x; DROP TABLE y"), ("iceberg", "mesh.bad name!"),
+@pytest.mark.parametrize(("kind", "bad"), [("postgres", "public.x; DROP TABLE y"), ("iceberg", "mesh.bad name!"),
                                        ("elasticsearch", "Orders"), ("kafka", "orders topic")])
 def test_target_names_are_refused_before_anything_is_contacted(kind, bad, iceberg_catalog):
     fields = {"iceberg": iceberg_catalog, "postgres": conn_fields("postgres_mesh"),

@@ -186,7 +186,7 @@ def test_a_full_copy_hands_its_mark_to_incremental_runs(table, iceberg_catalog, 
 
 
 def test_changing_the_range_size_keeps_the_mark(table, iceberg_catalog, tmp_path, postgres_conninfo):
-    source, target, name = endpoints("iceberg", table, iceberg_catalog)
+    source, target, _name = endpoints("iceberg", table, iceberg_catalog)
     checkpoints = CheckpointStore(tmp_path / "cp.sqlite")
     request = BackfillRequest(table=table, mode="incremental", cursor_column="updated_at", range_size=1000)
     first = engine.run(source, target, request, checkpoints)
@@ -197,7 +197,7 @@ def test_changing_the_range_size_keeps_the_mark(table, iceberg_catalog, tmp_path
 
 
 def test_a_failed_run_resumes_and_its_mark_advances(table, iceberg_catalog, tmp_path, postgres_conninfo):
-    source, target, name = endpoints("postgres", table, iceberg_catalog)
+    source, target, _name = endpoints("postgres", table, iceberg_catalog)
     checkpoints = CheckpointStore(tmp_path / "cp.sqlite")
     request = BackfillRequest(table=table, mode="incremental", cursor_column="updated_at", range_size=500)
     engine.run(source, target, request, checkpoints)

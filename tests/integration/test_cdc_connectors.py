@@ -12,9 +12,9 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from airflow.sdk.exceptions import AirflowException
 from confluent_kafka import Consumer
 
-from airflow.sdk.exceptions import AirflowException
 from airflow_mesh.hooks.kafka_connect import ConnectorNotFoundError, KafkaConnectHook
 from airflow_mesh.operators.kafka_connect import (
     DeleteConnectorOperator,

@@ -75,10 +75,10 @@ def test_snapshot_and_change_events_validate_against_the_shipped_contracts(
         conn.execute("DELETE FROM orders WHERE id = %s", (key,))
         conn.execute("DELETE FROM customers WHERE id = %s", (key,))
     subprocess.run(["mariadb", f"--defaults-file={ROOT / '.stack' / 'conf' / 'mariadb.cnf'}", "-u", "root", "-e",
-                    f"INSERT INTO mesh.shipments VALUES ({key}, {key}, 'dhl', 'packed', NULL);"
-                    f"UPDATE mesh.shipments SET status = 'shipped', shipped_at = '2026-11-26 10:00:00.123456' "
-                    f"WHERE id = {key};"
-                    f"DELETE FROM mesh.shipments WHERE id = {key};"], check=True)
+                    (f"INSERT INTO mesh.shipments VALUES ({key}, {key}, 'dhl', 'packed', NULL);"
+                     f"UPDATE mesh.shipments SET status = 'shipped', shipped_at = '2026-11-26 10:00:00.123456' "
+                     f"WHERE id = {key};"
+                     f"DELETE FROM mesh.shipments WHERE id = {key};")], check=True)
     topics = copy_contracts(tmp_path / "schemas", tag)
     for topic in topics.values():  # create, update, delete and tombstone of the row, once all are written
         assert len(change_events(bootstrap_servers, topic, "id", key, 4)) == 4, topic

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from airflow.sdk.exceptions import AirflowException
+
 from airflow_mesh.hooks.schema_registry import SchemaRegistryHook
 from airflow_mesh.operators.contracts import RegisterSchemasOperator, VerifyContractsOperator
 from tests.integration.test_schema_registry_hook import answering_registry, purge

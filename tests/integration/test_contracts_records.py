@@ -17,10 +17,10 @@ from typing import Any
 
 import fastavro
 import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from airflow_mesh.hooks.schema_registry import SchemaRegistryHook
 from airflow_mesh.operators.contracts import DEAD_LETTER_HEADERS, ValidateTopicRecordsOperator
 from tests.integration.test_contracts_operators import Contracts, copy_contracts, purge_subjects

@@ -17,9 +17,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from airflow.sdk.exceptions import AirflowException
 from confluent_kafka import Consumer, Producer
 
-from airflow.sdk.exceptions import AirflowException
+from airflow_mesh.flink.health import ENDED_STATES
 from airflow_mesh.hooks.flink import PYTHON_DRIVER, SQL_RUNNER, FlinkHook
 from airflow_mesh.operators.flink import (
     CancelFlinkJobOperator,
@@ -39,7 +40,6 @@ from airflow_mesh.processors import (
     Project,
     Union,
 )
-from airflow_mesh.processors.health import ENDED_STATES
 from airflow_mesh.sensors.flink import FlinkJobHealthSensor
 from airflow_mesh.triggers.flink import FlinkJobHealthTrigger
 

@@ -26,11 +26,11 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from airflow.sdk.exceptions import TaskDeferred
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from psycopg.rows import dict_row
 
-from airflow.sdk.exceptions import TaskDeferred
 from airflow_mesh.connectors.snapshots import (
     ConnectionMismatchError,
     FilterCheckError,
@@ -39,10 +39,10 @@ from airflow_mesh.connectors.snapshots import (
     SnapshotRequestError,
     UncapturedTableError,
 )
+from airflow_mesh.hooks.kafka import NotificationReader
 from airflow_mesh.hooks.kafka_connect import KafkaConnectHook
 from airflow_mesh.operators.debezium import IncrementalSnapshotOperator, StopIncrementalSnapshotOperator
 from airflow_mesh.sensors.debezium import IncrementalSnapshotSensor
-from airflow_mesh.triggers.debezium import NotificationReader
 from tests.integration.test_cdc_connectors import deploy, drop_slot, remove_connector, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -347,8 +347,8 @@ def test_a_stop_snapshot_signal_is_written_and_fails_the_sensor(cdc, mariadb, bo
 @pytest.mark.parametrize(("condition", "database_says"), [
     ("no_such_column > 0", r"Unknown column 'no_such_column' in 'WHERE' (MariaDB error 1054)"),
     # The filter goes to the database as written (in parentheses), its own spelling kept.
-    ("no_such_function(id) > 0", "the database (connection mariadb_mesh) refuses it: FUNCTION mesh.no_such_function "
-                                 "does not exist (MariaDB error 1305)"),
+    ("no_such_function(id) > 0", ("the database (connection mariadb_mesh) refuses it: FUNCTION mesh.no_such_function "
+                                  "does not exist (MariaDB error 1305)")),
 ], ids=["unknown-column", "unknown-function"])
 def test_a_filter_the_database_refuses_is_not_signalled(cdc, mariadb, condition, database_says):
     table = cdc.qualified("misc")

@@ -15,8 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_mesh.backfill.avro_types import avro_name, avro_schema, avro_type, decode_bodies, encode_bodies, \
-    records_to_arrow
+from airflow_mesh.backfill.avro_types import (
+    avro_name,
+    avro_schema,
+    avro_type,
+    decode_bodies,
+    encode_bodies,
+    records_to_arrow,
+)
 from airflow_mesh.backfill.errors import TypeMappingError
 from airflow_mesh.backfill.kafka_target import json_keys, json_lines, json_lines_to_arrow
 
@@ -88,7 +94,8 @@ def test_orders_record_schema():
 
 
 def test_avro_names():
-    assert [avro_name(n) for n in ("orders", "orders-v2", "2024", "a.b", "")] == ["orders", "orders_v2", "_2024", "a_b", "_"]
+    names = ("orders", "orders-v2", "2024", "a.b", "")
+    assert [avro_name(n) for n in names] == ["orders", "orders_v2", "_2024", "a_b", "_"]
 
 
 @pytest.mark.parametrize(("value", "encoded"), [
@@ -295,5 +302,5 @@ def test_json_lines_write_what_earlier_versions_wrote():
 
 
 def test_json_cannot_hold_nan():
-    with pytest.raises(TypeMappingError, match="column 'f' holds NaN or an infinity.*value_format avro"):
+    with pytest.raises(TypeMappingError, match=r"column 'f' holds NaN or an infinity.*value_format avro"):
         json_lines(pa.table({"f": pa.array([1.0, float("nan")])}))

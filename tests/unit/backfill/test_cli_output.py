@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from itertools import pairwise
 
 from rich.console import Console
 from rich.progress import Progress
@@ -32,7 +33,7 @@ def test_progress_moves_batch_by_batch_and_never_runs_past_its_total():
     for _ in range(10):
         progress.add(100)  # an estimate that was low: 1,200 rows moved of 1,000 planned
     assert seen[0] == (200, 1000) and seen[-1] == (1200, 1200)
-    assert all(b[0] - a[0] <= 100 for a, b in zip(seen, seen[1:]))
+    assert all(b[0] - a[0] <= 100 for a, b in pairwise(seen))
     assert all(done <= total for done, total in seen)
 
 

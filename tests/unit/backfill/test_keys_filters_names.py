@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
+from itertools import pairwise
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +21,6 @@ from airflow_mesh.backfill.kafka_target import in_range
 from airflow_mesh.backfill.keys import KeyRange, json_value, merged, ranges_from_sample
 from airflow_mesh.backfill.plan import BackfillRequest
 from airflow_mesh.backfill.sqltext import range_predicate
-
 
 # ------------------------------------------------------------------ ranges
 
@@ -53,7 +53,7 @@ def test_sampled_ranges_hold_every_key_exactly_once(keys, size, parallelism):
         assert ranges == []
         return
     assert ranges[0].lo is None and ranges[-1].hi is None
-    assert all(a.hi == b.lo for a, b in zip(ranges, ranges[1:]))
+    assert all(a.hi == b.lo for a, b in pairwise(ranges))
     # Every key lies in exactly one range, in Python's order (code points = UTF-8 bytes for text).
     for key in keys:
         holders = [r for r in ranges if (r.lo is None or key >= r.lo) and (r.hi is None or key < r.hi)]
@@ -75,7 +75,8 @@ def test_sql_range_predicates_use_row_values_quoted_names_and_byte_order_for_tex
         '(("Region Name"::text COLLATE "C"), "id") < (\'us\', 1)')
     assert range_predicate(fields, KeyRange(None, ("o'neil", 2)), "mysql") == (
         "(CAST(`Region Name` AS BINARY), `id`) < ('o''neil', 2)")
-    assert range_predicate([("amount", pa.decimal128(12, 2))], KeyRange("-1.50", None), "postgres") == '"amount" >= -1.50'
+    predicate = range_predicate([("amount", pa.decimal128(12, 2))], KeyRange("-1.50", None), "postgres")
+    assert predicate == '"amount" >= -1.50'
     assert range_predicate([("id", pa.int64())], KeyRange(None, None), "postgres") is None
     with pytest.raises(ValueError, match="not a number"):
         range_predicate([("amount", pa.decimal128(12, 2))], KeyRange("1; DROP", None), "postgres")
@@ -95,7 +96,7 @@ def test_arrow_range_filter_agrees_with_python_order_on_composite_and_uuid_keys(
 # ------------------------------------------------------------------ filters
 
 
-@pytest.mark.parametrize("text, why", [
+@pytest.mark.parametrize(("text", "why"), [
     ("id < 10) OR (true", "is not an SQL expression"),
     ("id < 10; DROP TABLE orders", "holds 2 statements"),
     ("id IN (WITH d AS (DELETE FROM orders RETURNING id) SELECT id FROM d)", "holds DELETE"),
@@ -128,7 +129,7 @@ def test_the_request_refuses_a_broken_filter_before_any_connection_and_reads_emp
 # ------------------------------------------------------------------ target names
 
 
-@pytest.mark.parametrize("check, good, bad, why", [
+@pytest.mark.parametrize(("check", "good", "bad", "why"), [
     (names.postgres_table, ["public.orders_copy", "t$1"], ["x; DROP TABLE y", "a.b.c", "1abc", "a" * 64], "PostgreSQL"),
     (names.iceberg_table, ["mesh.orders", "a.b.c"], ["bad name!", "orders", "mesh.1x"], "Iceberg"),
     (names.elasticsearch_index, ["orders_copy", "a.b-c"], ["Orders", "a b", "_x", "a#b", ".."], "Elasticsearch"),

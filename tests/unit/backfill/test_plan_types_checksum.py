@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from itertools import pairwise
 
 import pyarrow as pa
 import pytest
@@ -25,7 +26,7 @@ def test_ranges_cover_every_key_once(lo, span, rows, size):
     hi = lo + span
     ranges = plan_ranges(lo, hi, rows, size)
     assert ranges[0].lo == lo and ranges[-1].hi == hi + 1
-    assert all(a.hi == b.lo and a.lo < a.hi for a, b in zip(ranges, ranges[1:]))
+    assert all(a.hi == b.lo and a.lo < a.hi for a, b in pairwise(ranges))
     assert len(ranges) <= max(1, -(-rows // size))
 
 
@@ -110,7 +111,7 @@ def test_ranges_are_balanced_over_the_workers(lo, span, rows, size, parallelism)
     plain = plan_ranges(lo, lo + span, rows, size)
     ranges = plan_ranges(lo, lo + span, rows, size, parallelism)
     assert ranges[0].lo == lo and ranges[-1].hi == lo + span + 1
-    assert all(a.hi == b.lo and a.lo < a.hi for a, b in zip(ranges, ranges[1:]))
+    assert all(a.hi == b.lo and a.lo < a.hi for a, b in pairwise(ranges))
     widest = max(r.hi - r.lo for r in plain)
     assert all(r.hi - r.lo <= widest for r in ranges)  # never wider than without balancing
     count = -(-rows // size)

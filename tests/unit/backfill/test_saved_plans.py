@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +20,7 @@ def test_extension_keeps_the_saved_ranges_and_covers_new_keys(lo, span, size, be
     ranges = extend_ranges(saved, new_min, new_max)
     start = ranges.index(saved[0])
     assert ranges[start:start + len(saved)] == saved  # the done ranges stay exactly as they were
-    assert all(a.hi == b.lo and a.lo < a.hi for a, b in zip(ranges, ranges[1:]))  # contiguous, no overlap
+    assert all(a.hi == b.lo and a.lo < a.hi for a, b in pairwise(ranges))  # contiguous, no overlap
     assert ranges[0].lo == min(new_min, saved[0].lo)
     assert ranges[-1].hi == max(new_max + 1, saved[-1].hi)
     width = saved[0].hi - saved[0].lo

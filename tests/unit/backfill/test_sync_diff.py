@@ -30,7 +30,8 @@ def test_a_diff_names_what_is_missing_different_and_extra_and_the_rows_that_repa
 def test_rows_are_compared_by_value_whatever_the_side_stores_them_as():
     ids = [uuid.uuid4() for _ in range(3)]
     source = pa.table({"u": pa.array([i.bytes for i in ids], pa.uuid()),
-                       "amount": pa.array([decimal.Decimal("1.10"), None, decimal.Decimal("-3.00")], pa.decimal128(12, 2)),
+                       "amount": pa.array([decimal.Decimal("1.10"), None, decimal.Decimal("-3.00")],
+                                          pa.decimal128(12, 2)),
                        "at": pa.array([1, 2, 3], pa.timestamp("us", tz="UTC"))})
     # The target reads the same values as other Arrow types: large strings, another zone spelling.
     target = source.set_column(2, "at", source["at"].cast(pa.timestamp("us", tz="+00:00")))
@@ -58,4 +59,5 @@ def test_segments_count_keys_from_their_low_bound():
 def test_segments_become_key_ranges_an_index_answers():
     from airflow_mesh.backfill.sources import segment_ranges
 
-    assert segment_ranges('"id"', 10, 64, [3, 1, 2, 7]) == '(("id" >= 74 AND "id" < 266) OR ("id" >= 458 AND "id" < 522))'
+    assert segment_ranges('"id"', 10, 64, [3, 1, 2, 7]) == ('(("id" >= 74 AND "id" < 266) '
+                                                           'OR ("id" >= 458 AND "id" < 522))')

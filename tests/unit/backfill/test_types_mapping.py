@@ -15,9 +15,20 @@ from airflow_mesh.backfill.convert import META_SELECT
 from airflow_mesh.backfill.errors import PlanError, TargetWriteError, TypeMappingError
 from airflow_mesh.backfill.plan import BackfillRequest, job_id, parse_casts
 from airflow_mesh.backfill.targets import _write_error
-from airflow_mesh.backfill.types import (ES_IGNORE_ABOVE, UnboundedNumericError, elasticsearch_mapping, family,
-                                         holds, iceberg_type, json_storage_type, length, mariadb_field,
-                                         postgres_ddl_type, postgres_field, postgres_storage_type)
+from airflow_mesh.backfill.types import (
+    ES_IGNORE_ABOVE,
+    UnboundedNumericError,
+    elasticsearch_mapping,
+    family,
+    holds,
+    iceberg_type,
+    json_storage_type,
+    length,
+    mariadb_field,
+    postgres_ddl_type,
+    postgres_field,
+    postgres_storage_type,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -352,7 +363,7 @@ def test_the_form_has_nullable_cast_and_exclude_passed_to_every_task():
         param = params.get_param(name)
         assert param.value is None and "null" in param.schema["type"] and "array" in param.schema["type"]
         assert param.schema["items"]["type"] == "string" and param.schema["section"] == "Source"
-        assert module.REQUEST[name] == "{{ params.%s }}" % name
+        assert module.REQUEST[name] == f"{{{{ params.{name} }}}}"
     for task in module.backfill_ui_dag.tasks:
         assert {"cast", "exclude"} <= set(task.template_fields)
     assert re.match(params.get_param("cast").schema["items"]["pattern"], "amount=numeric(38,20)")

@@ -17,8 +17,18 @@ from hypothesis import strategies as st
 
 from airflow_mesh.backfill.avro_types import avro_schema, decode_bodies, encode_bodies, records_to_arrow
 from airflow_mesh.backfill.checksum import batches_checksum, table_checksum
-from airflow_mesh.backfill.convert import (CHECK_PREFIX, META_CHECK, META_READ, conform, from_storage, from_text,
-                                           iso_interval, parse_iso_interval, to_storage, to_text)
+from airflow_mesh.backfill.convert import (
+    CHECK_PREFIX,
+    META_CHECK,
+    META_READ,
+    conform,
+    from_storage,
+    from_text,
+    iso_interval,
+    parse_iso_interval,
+    to_storage,
+    to_text,
+)
 from airflow_mesh.backfill.errors import TypeMappingError, UnrepresentableValueError
 from airflow_mesh.backfill.kafka_target import json_lines, json_lines_to_arrow
 from airflow_mesh.backfill.plan import KeyRange
@@ -184,7 +194,7 @@ def test_mariadb_text_values_become_exact_values():
     assert out[0] == {"ts": dt.datetime(2038, 1, 19, 3, 14, 7, 999999, tzinfo=UTC),
                       "d": decimal.Decimal("1." + "0" * 29 + "1"),
                       "u": uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")}
-    with pytest.raises(UnrepresentableValueError, match="column 'ts'.*0000-00-00 00:00:00"):
+    with pytest.raises(UnrepresentableValueError, match=r"column 'ts'.*0000-00-00 00:00:00"):
         conform(_batch(ts=pa.array(["0000-00-00 00:00:00"]), d=pa.array([None], pa.string()),
                        u=pa.array([None], pa.string())), schema)
 
@@ -326,7 +336,7 @@ def test_elasticsearch_documents_hold_every_type_exactly():
 
 
 def test_elasticsearch_documents_refuse_nan():
-    with pytest.raises(UnrepresentableValueError, match="column 'f'.*NaN"):
+    with pytest.raises(UnrepresentableValueError, match=r"column 'f'.*NaN"):
         _documents(_wide_table())
 
 

@@ -46,7 +46,7 @@ def test_filters_are_parsed_in_the_connectors_dialect_and_written_back_in_parent
 ])
 def test_a_filter_that_is_not_one_condition_is_refused_naming_the_table(condition, reason):
     with pytest.raises(SnapshotRequestError, match=r"^filters\[public\.t\]: filter ") as refused:
-        parse_filters({"public.t": "id > 0", "public.u": "id > 0", **{"public.t": condition}}, POSTGRES)
+        parse_filters({"public.t": condition, "public.u": "id > 0"}, POSTGRES)
     assert reason in str(refused.value) and repr(condition[:77]) in str(refused.value)
 
 
@@ -158,21 +158,21 @@ Caused by: org.postgresql.util.PSQLException: Database connection failed when re
 Caused by: java.io.EOFException
 \tat org.postgresql.core.PGStream.receiveChar(PGStream.java:489)
 \t... 17 more
-"""
+"""  # noqa: E501 - a real Connect task trace, kept verbatim
 
 
 @pytest.mark.parametrize(("trace", "message"), [
     (PG_TRACE, "Database connection failed when reading from copy"),
-    ("io.debezium.DebeziumException: Snapshotting of table public.t failed\n\tat x.y(Z.java:1)\n"
-     "Caused by: org.postgresql.util.PSQLException: ERROR: relation \"public.t\" does not exist\n  Position: 15\n"
-     "\tat a.b(C.java:2)\n", 'relation "public.t" does not exist'),
-    ("org.apache.kafka.connect.errors.ConnectException: boom\nCaused by: java.sql.SQLSyntaxErrorException: "
-     "(conn=1234) You have an error in your SQL syntax near 'AND 5)' at line 1\n\tat q.r(S.java:3)\n",
+    (("io.debezium.DebeziumException: Snapshotting of table public.t failed\n\tat x.y(Z.java:1)\n"
+      "Caused by: org.postgresql.util.PSQLException: ERROR: relation \"public.t\" does not exist\n  Position: 15\n"
+      "\tat a.b(C.java:2)\n"), 'relation "public.t" does not exist'),
+    (("org.apache.kafka.connect.errors.ConnectException: boom\nCaused by: java.sql.SQLSyntaxErrorException: "
+      "(conn=1234) You have an error in your SQL syntax near 'AND 5)' at line 1\n\tat q.r(S.java:3)\n"),
      "You have an error in your SQL syntax near 'AND 5)' at line 1"),
     ("org.apache.kafka.connect.errors.ConnectException: The db history topic is missing.\n\tat a.b(C.java:1)\n",
      "The db history topic is missing."),
-    ("org.apache.kafka.connect.errors.ConnectException: outer\nCaused by: java.lang.IllegalStateException: inner\n"
-     "Caused by: java.io.EOFException\n", "inner"),
+    (("org.apache.kafka.connect.errors.ConnectException: outer\nCaused by: java.lang.IllegalStateException: inner\n"
+      "Caused by: java.io.EOFException\n"), "inner"),
 ])
 def test_the_database_message_in_a_task_trace(trace, message):
     assert database_error_in_trace(trace) == message

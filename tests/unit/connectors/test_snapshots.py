@@ -214,8 +214,8 @@ def test_parse_a_notification_written_with_schemas():
     assert parse_notification(enveloped) == parse_notification(completed("snap-1"))
 
 
-@pytest.mark.parametrize("value", [None, b"", b"not json", b"[1, 2]", b'{"id": "x"}', b'{"id": 1, "type": "T", '
-                                   b'"aggregate_type": "A"}'])
+@pytest.mark.parametrize("value", [None, b"", b"not json", b"[1, 2]", b'{"id": "x"}', (b'{"id": 1, "type": "T", '
+                                   b'"aggregate_type": "A"}')])
 def test_what_is_not_a_notification_is_skipped(value):
     assert parse_notification(value) is None
 

@@ -107,7 +107,8 @@ def test_bad_specs_name_file_field_and_reason(tmp_path, text, field, reason):
 
 
 def test_secret_from_a_config_provider_is_allowed(tmp_path):
-    spec = load_spec(write(tmp_path, f"name: a\nclass: {PG}\nconfig: {{database.password: '${{dir:/run/secrets:pg}}'}}\n"))
+    text = f"name: a\nclass: {PG}\nconfig: {{database.password: '${{dir:/run/secrets:pg}}'}}\n"
+    spec = load_spec(write(tmp_path, text))
     assert spec.config["database.password"] == "${dir:/run/secrets:pg}"
 
 

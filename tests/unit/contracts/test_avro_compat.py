@@ -147,8 +147,8 @@ class TestRecords:
         assert problems(record("Purchase", field("id", "long"), namespace="shop.v1"), writer) == [
             (
                 "",
-                "writer record shop.v1.Order cannot be read as record shop.v1.Purchase: "
-                "unqualified names differ and no reader alias matches",
+                ("writer record shop.v1.Order cannot be read as record shop.v1.Purchase: "
+                 "unqualified names differ and no reader alias matches"),
             )
         ]
 
@@ -165,8 +165,8 @@ class TestRecords:
         assert problems(reader, writer) == [
             (
                 "",
-                "writer record shop.Client cannot be read as record crm.Customer: "
-                "unqualified names differ and no reader alias matches",
+                ("writer record shop.Client cannot be read as record crm.Customer: "
+                 "unqualified names differ and no reader alias matches"),
             )
         ]
 
@@ -214,8 +214,8 @@ class TestFixed:
         assert problems(fixed("Digest", 16), fixed("Hash", 16)) == [
             (
                 "",
-                "writer fixed Hash cannot be read as fixed Digest: "
-                "unqualified names differ and no reader alias matches",
+                ("writer fixed Hash cannot be read as fixed Digest: "
+                 "unqualified names differ and no reader alias matches"),
             )
         ]
 
@@ -312,8 +312,8 @@ class TestLogicalTypes:
         assert problems(in_record(decimal(precision, scale)), in_record(decimal(10, 2))) == [
             (
                 "value",
-                "writer bytes decimal(precision=10, scale=2) cannot be read as "
-                f"bytes decimal(precision={precision}, scale={scale})",
+                ("writer bytes decimal(precision=10, scale=2) cannot be read as "
+                 f"bytes decimal(precision={precision}, scale={scale})"),
             )
         ]
 
@@ -335,8 +335,8 @@ class TestLogicalTypes:
         assert problems(decimal(10, 4, fixed("Money", 8)), writer) == [
             (
                 "",
-                "writer fixed Money decimal(precision=10, scale=2) cannot be read as "
-                "fixed Money decimal(precision=10, scale=4)",
+                ("writer fixed Money decimal(precision=10, scale=2) cannot be read as "
+                 "fixed Money decimal(precision=10, scale=4)"),
             )
         ]
 

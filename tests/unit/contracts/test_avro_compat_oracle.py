@@ -109,7 +109,8 @@ DECIMAL_FIXED_SIZE = 8  # holds up to 18 decimal digits
 INVALID = "x-invalid-decimal"  # marks, with why, a decimal generated invalid (an attribute Avro ignores)
 # How a decimal can be invalid: each draws the decimal's attributes from a valid precision.
 INVALID_DECIMALS: dict[str, Callable[[DrawFn, int], dict[str, Any]]] = {
-    "scale above precision": lambda draw, precision: {"precision": precision, "scale": precision + draw(st.integers(1, 3))},
+    "scale above precision": lambda draw, precision: {"precision": precision,
+                                                      "scale": precision + draw(st.integers(1, 3))},
     "precision 0": lambda draw, precision: {"precision": 0},
     "negative precision": lambda draw, precision: {"precision": -precision},
     "negative scale": lambda draw, precision: {"precision": precision, "scale": -1},
@@ -273,7 +274,9 @@ class SchemaFactory:
         valid = {"logicalType": "decimal", "precision": precision, "scale": self._draw(st.integers(0, precision))}
         if type_ not in ("bytes", "fixed"):
             return {**valid, INVALID: f"on {type_}"}
-        flavours = ["valid", "valid", *INVALID_DECIMALS] + (["too many digits for the fixed"] if type_ == "fixed" else [])
+        flavours = ["valid", "valid", *INVALID_DECIMALS]
+        if type_ == "fixed":
+            flavours.append("too many digits for the fixed")
         flavour = self._draw(st.sampled_from(flavours))
         if flavour == "valid":
             return valid

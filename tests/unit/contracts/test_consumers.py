@@ -121,8 +121,8 @@ class TestChanges:
         old["fields"][2]["type"] = new["fields"][2]["type"]  # source: a plain record in both
         new["fields"][2]["type"] = ["null", new["fields"][2]["type"]]
         (item,) = check_consumer_reads(new, old, reads("source.ts_ms"))
-        assert (item.at, item.reason) == ("source", "writer type null cannot be read as record "
-                                                    "io.debezium.connector.postgresql.Source")
+        assert (item.at, item.reason) == ("source", ("writer type null cannot be read as record "
+                                                     "io.debezium.connector.postgresql.Source"))
 
     def test_renaming_the_record_on_the_way_breaks_it(self):
         new = orders_value()
@@ -172,8 +172,8 @@ class TestNestedContainers:
         new = self.new()
         self.line(new)["fields"][1]["type"]["symbols"].append("FEE")
         (item,) = check_consumer_reads(new, self.OLD, reads("lines[].kind", "lines[].sku"))
-        assert (item.at, item.reason) == ("lines[].kind", "writer enum symbols FEE are not in reader enum Kind, "
-                                                          "which has no default")
+        assert (item.at, item.reason) == ("lines[].kind", ("writer enum symbols FEE are not in reader enum Kind, "
+                                                           "which has no default"))
 
     def test_map_values(self):
         new = self.new()

@@ -56,8 +56,8 @@ def test_real_debezium_event_conforms_and_each_corruption_is_pinned():
         "after.vat: unexpected field (record mesh.pg.public.orders.Value has no field vat)"
     without_db = copy.deepcopy(ORDER_UPDATE)
     del without_db["source"]["db"]
-    assert check(without_db) == "source.db: missing (record io.debezium.connector.postgresql.Source has no default " \
-                                "for it)"
+    assert check(without_db) == ("source.db: missing (record io.debezium.connector.postgresql.Source has no default "
+                                 "for it)")
 
 
 @pytest.mark.parametrize("value", [

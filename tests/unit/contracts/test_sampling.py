@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_mesh.contracts.sampling import PartitionRange, no_commit_settings, plan_ranges
+from airflow_mesh.contracts.sampling import PartitionRange, plan_ranges
 
 
 class TestPlanRanges:
@@ -21,15 +21,6 @@ class TestPlanRanges:
         assert plan_ranges({0: (3, 7), 1: (0, 5)}, 1000) == [PartitionRange(0, 3, 7), PartitionRange(1, 0, 5)]
 
     def test_budget_smaller_than_the_partitions(self):
-        ranges = plan_ranges({p: (0, 10) for p in range(5)}, 3)
+        ranges = plan_ranges(dict.fromkeys(range(5), (0, 10)), 3)
         assert sum(r.size for r in ranges) == 3 and len(ranges) == 3
 
-
-def test_no_commit_settings_never_reuse_a_group_and_never_commit():
-    first = no_commit_settings({"bootstrap.servers": "b:9092", "group.id": "billing", "enable.auto.commit": True})
-    second = no_commit_settings({"bootstrap.servers": "b:9092"})
-    assert first["bootstrap.servers"] == "b:9092"
-    assert first["group.id"] != "billing" and first["group.id"] != second["group.id"]
-    assert first["group.id"].startswith("airflow-mesh-contract-check-")
-    assert (first["enable.auto.commit"], first["enable.auto.offset.store"], first["allow.auto.create.topics"]) == \
-        (False, False, False)

@@ -116,8 +116,8 @@ class TestJsonAndAuto:
         assert validator.check(b'{"id":7}', json.dumps(EVENT).encode()) is None
         assert validator.check(b'{"id":"7"}', json.dumps(EVENT).encode()) == (
             "key", "id: expected an integer (long), got a string")
-        assert validator.check(b'{"id":7}', b"{not json") == ("value", "not JSON: Expecting property name enclosed "
-                                                                       "in double quotes: line 1 column 2 (char 1)")
+        assert validator.check(b'{"id":7}', b"{not json") == ("value", ("not JSON: Expecting property name enclosed "
+                                                                        "in double quotes: line 1 column 2 (char 1)"))
         assert validator.check(b'{"id":7}', b"\xff")[1].startswith("not JSON")
 
     def test_auto_tells_each_payload_apart(self, registry):

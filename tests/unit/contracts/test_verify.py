@@ -70,9 +70,9 @@ def test_level_problems_name_the_registry_version():
 def test_consumer_problems_come_with_level_problems_and_none_is_no_excuse():
     without_amount = as_candidate(variant(drop_field("amount")))
     verdict = verify_contract(without_amount, CompatibilityLevel.NONE, [RegisteredVersion(4, CONTRACT.text)], READS)
-    assert [p.split(" reads ")[0] for p in verdict.problems] == ["consumer finance-ledger (owner finance-data@mesh"
-                                                                 f".example, {ROOT}/schemas/consumers/finance-ledger."
-                                                                 "yaml)"] * 2
+    assert [p.split(" reads ")[0] for p in verdict.problems] == [("consumer finance-ledger (owner finance-data@mesh"
+                                                                  f".example, {ROOT}/schemas/consumers/finance-ledger."
+                                                                  "yaml)")] * 2
     assert f"reads {ORDERS} value field after.amount: the new schema no longer has it" in verdict.problems[1]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from airflow_mesh.flink.health import Health, HealthPolicy
 from airflow_mesh.flink_runtime.sql_job import ScriptError, error_line, parse_error_line, parse_set
 from airflow_mesh.hooks.flink import (
     PYTHON_DRIVER,
@@ -25,7 +26,6 @@ from airflow_mesh.hooks.flink import (
     SavepointError,
     stack_trace_summary,
 )
-from airflow_mesh.processors.health import Health, HealthPolicy
 
 CONN_ID = "flink_test"
 URL = "http://flink.test:8081"
@@ -114,8 +114,8 @@ class TestJobs:
             {"exceptionName": "java.lang.OldException", "stacktrace": "java.lang.OldException: older",
              "timestamp": 1}]}})
         cause = hook.failure_cause("j1")
-        assert cause.splitlines()[-2:] == ["java.lang.NumberFormatException: For input string: 'abc'. Invalid "
-                                           "character found.", "(in task Source: orders -> Calc (1/1))"]
+        assert cause.splitlines()[-2:] == [("java.lang.NumberFormatException: For input string: 'abc'. Invalid "
+                                            "character found."), "(in task Source: orders -> Calc (1/1))"]
         assert "OldException" not in cause
 
     def test_no_exception_no_cause(self, hook, requests_mock):
@@ -130,35 +130,67 @@ class TestJobs:
 
 
 class TestHealth:
-    def mock_job(self, requests_mock, answer: dict, restarts: int = 0) -> None:
+    def mock_job(self, requests_mock, answer: dict, restarts: int = 0, failures: tuple[int, ...] = (),
+                 checkpoint_ack: int | None = None) -> None:
         requests_mock.get(f"{URL}/jobs/j1", json=answer)
         requests_mock.get(f"{URL}/jobs/j1/metrics", json=[{"id": "numRestarts", "value": str(restarts)}])
         requests_mock.get(f"{URL}/jobs/j1/exceptions", json={"exceptionHistory": {"entries": [
-            {"exceptionName": "x", "stacktrace": TRACE}]}})
+            {"exceptionName": "x", "stacktrace": TRACE, "timestamp": ts} for ts in failures]}})
+        if checkpoint_ack is None:
+            requests_mock.get(f"{URL}/jobs/j1/checkpoints/config", status_code=404, json={"errors": [
+                ("org.apache.flink.runtime.rest.handler.RestHandlerException: Checkpointing is not enabled for "
+                "this job (j1).")]})
+        else:
+            requests_mock.get(f"{URL}/jobs/j1/checkpoints/config", json={"interval": 1_000, "timeout": 60_000})
+            requests_mock.get(f"{URL}/jobs/j1/checkpoints", json={"latest": {"completed": {
+                "id": 3, "latest_ack_timestamp": checkpoint_ack, "external_path": "file:/cp/j1/chk-3"}}})
 
     def test_a_failed_job_carries_its_cause(self, hook, requests_mock):
-        self.mock_job(requests_mock, job("FAILED", "FAILED"))
+        self.mock_job(requests_mock, job("FAILED", "FAILED"), failures=(1_900,))
         health = hook.job_health("j1", HealthPolicy())
         assert health.health is Health.FAILED
         assert "NumberFormatException: For input string: 'abc'" in health.failure_message()
 
-    def test_checkpoints_are_read_only_for_a_checkpoint_age_policy(self, hook, requests_mock):
+    def test_checkpoints_are_read_when_the_job_checkpoints(self, hook, requests_mock):
         self.mock_job(requests_mock, job())
         assert hook.job_health("j1", HealthPolicy()).checkpoint_age is None
-        requests_mock.get(f"{URL}/jobs/j1/checkpoints", json={"latest": {"completed": {"latest_ack_timestamp": 1_500}}})
-        assert hook.job_health("j1", HealthPolicy(max_checkpoint_age=60)).checkpoint_age == 0.5
+        self.mock_job(requests_mock, job(), checkpoint_ack=1_500)
+        health = hook.job_health("j1", HealthPolicy())
+        assert (health.checkpoint_age, health.latest_checkpoint) == (0.5, "file:/cp/j1/chk-3")
 
     def test_waiting_ends_with_the_failure(self, hook, requests_mock):
-        self.mock_job(requests_mock, job("RUNNING", "RUNNING"), restarts=2)
+        self.mock_job(requests_mock, job("RUNNING", "RUNNING"), restarts=2, failures=(1_500, 1_800))
         with pytest.raises(FlinkJobFailedError) as excinfo:
             hook.wait_until_healthy("j1", HealthPolicy(max_restarts=1), poll_interval=0)
-        assert "restarted 2 times, more than the 1 allowed" in str(excinfo.value)
+        assert "failed 2 times in the last 600s, more than the 1 allowed" in str(excinfo.value)
         assert "NumberFormatException" in str(excinfo.value)
 
     def test_waiting_runs_out_of_time(self, hook, requests_mock):
         self.mock_job(requests_mock, job("RUNNING", "INITIALIZING"))
         with pytest.raises(FlinkTimeoutError, match=r"not healthy after 0s: .*0 of 1 vertices RUNNING"):
             hook.wait_until_healthy("j1", timeout=0, poll_interval=0)
+
+    def test_an_unreachable_jobmanager_is_waited_for_until_the_timeout(self, hook, requests_mock):
+        import requests
+
+        requests_mock.get(f"{URL}/jobs/j1", exc=requests.ConnectionError("connection refused"))
+        with pytest.raises(FlinkTimeoutError, match=r"not healthy after 0s: Flink at http://flink.test:8081 did "
+                                                    r"not answer: connection refused"):
+            hook.wait_until_healthy("j1", timeout=0, poll_interval=0)
+
+    def test_source_progress_reads_each_source_operators_metrics(self, hook, requests_mock):
+        answer = {**job(), "vertices": [{"id": "v1", "name": "Source: orders[1] -> Calc[2]", "status": "RUNNING"},
+                                        {"id": "v2", "name": "mesh_output[3]: Writer", "status": "RUNNING"}]}
+        requests_mock.get(f"{URL}/jobs/j1/vertices/v1/subtasks/0/metrics", json=[
+            {"id": "Source__orders[1].pendingRecords"}, {"id": "Source__orders[1].numRecordsOutPerSecond"},
+            {"id": "numRecordsOut"}])
+        requests_mock.get(f"{URL}/jobs/j1/vertices/v1/subtasks/metrics", json=[
+            {"id": "Source__orders[1].pendingRecords", "sum": 1200.0},
+            {"id": "Source__orders[1].numRecordsOutPerSecond", "sum": 0.0}])
+        progress = hook.source_progress(answer)
+        assert [(p.name, p.pending, p.rate) for p in progress] == [("Source__orders[1]", 1200.0, 0.0)]
+        assert requests_mock.last_request.qs == {"get": [("source__orders[1].pendingrecords,"
+                                                         "source__orders[1].numrecordsoutpersecond")]}
 
     def test_the_async_twin_answers_the_same(self, hook, requests_mock):
         self.mock_job(requests_mock, job())
@@ -242,6 +274,27 @@ class TestSubmission:
         requests_mock.get(f"{URL}/jobmanager/log", status_code=404, json={"errors": ["Not found: /jobmanager/log"]})
         with pytest.raises(FlinkApiError, match="Python process exits with code: 1"):
             hook.submit_sql("INSERT INTO a SELECT 1;")
+
+    def test_a_job_whose_id_flink_lost_is_found_by_its_name(self, hook, requests_mock, jars):
+        """Flink 2.2 sometimes answers "No jobs included in application" for a program that did submit its job."""
+        import time
+
+        requests_mock.post(f"{URL}/jars/{JAR}/run", **flink_error(
+            400, "org.apache.flink.runtime.rest.handler.RestHandlerException: No jobs included in application."))
+        now = int(time.time() * 1000)
+        requests_mock.get(f"{URL}/jobs/overview", json={"jobs": [
+            {"jid": "old", "name": "orders", "state": "CANCELED", "start-time": now - 3_600_000},
+            {"jid": "new", "name": "orders", "state": "RUNNING", "start-time": now},
+            {"jid": "other", "name": "payments", "state": "RUNNING", "start-time": now}]})
+        assert hook.submit_sql("INSERT INTO a SELECT 1;", job_name="orders") == "new"
+
+    def test_without_a_job_of_that_name_the_error_stands(self, hook, requests_mock, jars):
+        requests_mock.post(f"{URL}/jars/{JAR}/run", **flink_error(
+            400, "org.apache.flink.runtime.rest.handler.RestHandlerException: No jobs included in application."))
+        requests_mock.get(f"{URL}/jobs/overview", json={"jobs": []})
+        hook.lost_job_wait = 0.0
+        with pytest.raises(FlinkApiError, match="No jobs included in application"):
+            hook.submit_sql("INSERT INTO a SELECT 1;", job_name="orders")
 
     def test_the_python_jar_is_uploaded_when_the_cluster_has_none(self, monkeypatch, requests_mock, tmp_path):
         jar = tmp_path / "flink-python-2.2.1.jar"

@@ -357,7 +357,7 @@ class ScriptedConnect:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = answer
+            do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = answer  # noqa: N815 - http.server's names
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -474,7 +474,7 @@ class TestBounds:
     def test_a_read_timeout_of_a_post_is_not_retried(self, black_hole):
         hook = KafkaConnectHook(CONN_ID, timeout=0.5, retries=10, deadline=30.0)
         started = time.monotonic()
-        with pytest.raises(ServiceUnreachableError, match="no answer within 0.5s") as raised:
+        with pytest.raises(ServiceUnreachableError, match=r"no answer within 0\.5s") as raised:
             hook.restart_connector("orders-cdc", include_tasks=True)
         assert time.monotonic() - started < 1.5
         assert raised.value.attempts == 1

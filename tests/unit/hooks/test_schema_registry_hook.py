@@ -61,8 +61,8 @@ class TestConnection:
 
     def test_test_connection_reports_the_global_level(self, hook, requests_mock):
         requests_mock.get(f"{URL}/config", json={"compatibilityLevel": "BACKWARD"})
-        assert hook.test_connection() == (True, f"Schema registry at {URL} answers; global compatibility level "
-                                                "BACKWARD")
+        assert hook.test_connection() == (True, (f"Schema registry at {URL} answers; global compatibility level "
+                                                 "BACKWARD"))
         requests_mock.get(f"{URL}/config", status_code=503, text="down")
         ok, message = hook.test_connection()
         assert not ok and "503" in message

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests_mock as rm
-
 from airflow.sdk.exceptions import AirflowException
+
 from airflow_mesh.connectors.spec import SpecError
 from airflow_mesh.operators.kafka_connect import DeployConnectorOperator
 

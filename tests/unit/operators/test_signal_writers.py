@@ -9,14 +9,15 @@ import json
 import ssl
 
 import pytest
+from airflow.sdk import Connection
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from airflow.sdk import Connection
 from airflow_mesh.connectors.snapshots import MARIADB, POSTGRES, signal_target
-from airflow_mesh.operators.debezium import CONNECTORS, mysql_connect_kwargs
+from airflow_mesh.hooks.debezium import CONNECTORS
+from airflow_mesh.hooks.mysql import mysql_connect_kwargs
 
 
 @pytest.fixture(scope="module")

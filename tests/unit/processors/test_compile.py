@@ -55,6 +55,8 @@ def test_the_whole_script():
 -- processor paid_orders: paid orders, by id
 SET 'execution.checkpointing.interval' = '10 s';
 
+SET 'execution.checkpointing.externalized-checkpoint-retention' = 'RETAIN_ON_CANCELLATION';
+
 CREATE TABLE `orders` (
   `id` BIGINT,
   `customer_id` BIGINT,
@@ -101,9 +103,11 @@ SELECT `id`, `status`, `amount` FROM `mesh_step_2`;
 
 def test_the_runner_reads_the_script_back_statement_by_statement():
     statements = split_statements(compile_sql(paid_orders(settings={"table.exec.state.ttl": "1 d"}), DEPLOYMENT))
-    assert [parse_set(s) for s in statements[:2]] == [("execution.checkpointing.interval", "10 s"),
+    assert [parse_set(s) for s in statements[:3]] == [("execution.checkpointing.interval", "10 s"),
+                                                      ("execution.checkpointing.externalized-checkpoint-retention",
+                                                       "RETAIN_ON_CANCELLATION"),
                                                       ("table.exec.state.ttl", "1 d")]
-    assert [s.split()[0] for s in statements[2:]] == ["CREATE", "CREATE", "CREATE", "CREATE", "INSERT"]
+    assert [s.split()[0] for s in statements[3:]] == ["CREATE", "CREATE", "CREATE", "CREATE", "INSERT"]
 
 
 def test_settings_override_the_defaults():
@@ -142,21 +146,21 @@ class TestInvalidDeclarations:
         assert problems_of(paid_orders(inputs=[bad, orders(), orders()])) == [
             "input 'mesh_orders': the name must be a SQL identifier not starting with 'mesh_'",
             "input 'mesh_orders': topic 'no spaces' is not a valid Kafka topic name",
-            "input 'mesh_orders': column 'id': unknown data type 'NUMBER' (e.g. BIGINT, STRING, DECIMAL(12, 2), "
-            "TIMESTAMP(3))",
+            ("input 'mesh_orders': column 'id': unknown data type 'NUMBER' (e.g. BIGINT, STRING, DECIMAL(12, 2), "
+             "TIMESTAMP(3))"),
             "input 'mesh_orders': startup 'now' is not one of earliest-offset, latest-offset, group-offsets",
             "input 'orders': declared twice",
         ]
 
     def test_a_step_failure_stops_the_walk(self):
         processor = paid_orders(steps=[Project(["nope"]), Filter("also_nope = 1")])
-        assert problems_of(processor) == ["step 1 (Project): unknown column 'nope' (columns: id, customer_id, "
-                                          "status, amount)"]
+        assert problems_of(processor) == [("step 1 (Project): unknown column 'nope' (columns: id, customer_id, "
+                                           "status, amount)")]
 
     def test_an_appending_output_refuses_updates_and_deletes(self):
         assert problems_of(paid_orders(output=KafkaOutput("orders.paid"))) == [
-            "output: the result carries updates and deletes (from a changelog input, an aggregate or an enrichment) "
-            "but the output only appends: give the output a key to upsert by"]
+            ("output: the result carries updates and deletes (from a changelog input, an aggregate or an enrichment) "
+             "but the output only appends: give the output a key to upsert by")]
 
     def test_the_output_key_must_be_a_result_column(self):
         assert problems_of(paid_orders(output=KafkaOutput("orders.paid", key=["customer_id"]))) == [
@@ -166,8 +170,8 @@ class TestInvalidDeclarations:
         append_only = KafkaInput("events", "events", {"id": "BIGINT"}, key=["id"])
         upsert_without_key = KafkaInput("events", "events", {"id": "BIGINT"}, upsert=True)
         assert problems_of(paid_orders(inputs=[append_only], steps=[])) == [
-            "input 'events': a key on an append-only json input guarantees nothing; read the topic with upsert=True "
-            "if its records are upserts by key"]
+            ("input 'events': a key on an append-only json input guarantees nothing; read the topic with upsert=True "
+             "if its records are upserts by key")]
         assert problems_of(paid_orders(inputs=[upsert_without_key], steps=[])) == [
             "input 'events': an upsert input needs a key"]
         debezium_output = KafkaOutput("out", key=["id"], format=DebeziumJson())

@@ -12,8 +12,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
+
 from airflow_mesh.hooks.kafka_connect import ConnectorNotFoundError
 from airflow_mesh.sensors.kafka_connect import STATE_KEY, ConnectorHealthSensor
 from airflow_mesh.triggers.kafka_connect import ConnectorHealthTrigger
@@ -96,7 +96,7 @@ class TestPoke:
         s = sensor(restart_failed_tasks=1)
         assert s.poke({}) is False
         assert restart.call_count == 1
-        with pytest.raises(AirflowException, match="java.lang.Boom"):
+        with pytest.raises(AirflowException, match=r"java\.lang\.Boom"):
             s.poke({})
 
     def test_an_unknown_connector_fails(self, connection, requests_mock):
