@@ -27,7 +27,7 @@ from airflow_mesh.flink.health import (
 )
 from airflow_mesh.flink_runtime.sql_job import parse_error_line
 from airflow_mesh.hooks.forms import FLINK
-from airflow_mesh.hooks.rest import RestApiHook
+from airflow_mesh.hooks.rest import RestApiError, RestApiHook, ServiceUnreachableError
 from airflow_mesh.http import DEFAULT_TIMEOUT
 
 PYTHON_DRIVER = "org.apache.flink.client.python.PythonDriver"
@@ -59,7 +59,7 @@ class FlinkError(Exception):
     """Base class of the errors FlinkHook raises."""
 
 
-class FlinkApiError(FlinkError):
+class FlinkApiError(FlinkError, RestApiError):
     """Flink's REST API answered with an error.
 
     Attributes:
@@ -71,12 +71,9 @@ class FlinkApiError(FlinkError):
     """
 
     def __init__(self, method: str, url: str, status: int, errors: list[str]) -> None:
-        self.method = method
-        self.url = url
-        self.status = status
         self.errors = errors
-        self.message = stack_trace_summary(errors[0]) if errors else "no error message"
-        super().__init__(f"Flink {method} {url} returned {status}: {self.message}")
+        RestApiError.__init__(self, "Flink", method, url, status,
+                              stack_trace_summary(errors[0]) if errors else "no error message")
 
 
 class FlinkJobNotFoundError(FlinkApiError):
@@ -146,13 +143,14 @@ class FlinkHook(RestApiHook):
     default_conn_name = "flink_default"
     conn_type = "flink"
     hook_name = FLINK.hook_name
+    service_name = "Flink"
     default_port = 8081
     # Seconds to look for a job by its name when Flink lost the id of the job a program submitted.
     lost_job_wait = 10.0
 
     def __init__(self, flink_conn_id: str = default_conn_name, timeout: float = DEFAULT_TIMEOUT,
-                 retries: int = 5) -> None:
-        super().__init__(flink_conn_id, timeout, retries)
+                 retries: int = 5, *, connect_timeout: float | None = None, deadline: float | None = None) -> None:
+        super().__init__(flink_conn_id, timeout, retries, connect_timeout=connect_timeout, deadline=deadline)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -412,8 +410,8 @@ class FlinkHook(RestApiHook):
         while True:
             try:
                 health = self.job_health(job_id, policy, since_ms)
-            except requests.RequestException as exc:
-                last = f"Flink at {self.base_url} did not answer: {exc}"
+            except ServiceUnreachableError as exc:
+                last = str(exc)
                 self.log.warning("Flink job %s not yet healthy: %s", job_id, last)
             else:
                 verdict = health.verdict()

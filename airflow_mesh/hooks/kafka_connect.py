@@ -146,22 +146,6 @@ class KafkaConnectHook(RestApiHook):
         super().__init__(kafka_connect_conn_id, timeout, retries, connect_timeout=connect_timeout, deadline=deadline)
 
     @classmethod
-    def for_polling(cls, kafka_connect_conn_id: str = default_conn_name, call_timeout: float = 5.0) -> KafkaConnectHook:
-        """A hook for a poll loop: one call takes at most ``call_timeout`` seconds, retries included.
-
-        The loop is the retry, so a call makes at most two attempts (connect timeout 2 s or less).
-
-        Args:
-            kafka_connect_conn_id: The Airflow connection to use.
-            call_timeout: Seconds one call may take in all.
-
-        Returns:
-            The hook.
-        """
-        return cls(kafka_connect_conn_id, timeout=call_timeout, retries=1,
-                   connect_timeout=min(2.0, call_timeout), deadline=call_timeout)
-
-    @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """The connection form's labels and placeholders (the same as in provider info)."""
         return KAFKA_CONNECT.ui_field_behaviour()

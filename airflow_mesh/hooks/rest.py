@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import requests
 from airflow.sdk import BaseHook
+from typing_extensions import Self
 
 from airflow_mesh.http import DEFAULT_TIMEOUT, CallPolicy, call_policy, plain_session
 
@@ -138,6 +139,7 @@ class RestApiHook(BaseHook):
 
     conn_name_attr: ClassVar[str]
     service_name: ClassVar[str] = "REST API"
+    default_conn_name: ClassVar[str]
     default_port: ClassVar[int]
     retry_statuses: ClassVar[tuple[int, ...]] = (502, 503, 504)
 
@@ -149,6 +151,22 @@ class RestApiHook(BaseHook):
         self.retries = retries
         self.policy: CallPolicy = call_policy(timeout, retries, connect_timeout=connect_timeout,
                                               deadline=deadline, retry_statuses=self.retry_statuses)
+
+    @classmethod
+    def for_polling(cls, conn_id: str | None = None, call_timeout: float = 5.0) -> Self:
+        """A hook for a poll loop (a sensor, a trigger): one call takes at most ``call_timeout`` s, retries included.
+
+        The loop is the retry, so a call makes at most two attempts (connect timeout 2 s or less).
+
+        Args:
+            conn_id: The Airflow connection to use (default: the hook's default connection).
+            call_timeout: Seconds one call may take in all.
+
+        Returns:
+            The hook.
+        """
+        return cls(conn_id or cls.default_conn_name, timeout=call_timeout, retries=1,
+                   connect_timeout=min(2.0, call_timeout), deadline=call_timeout)
 
     @property
     def conn_id(self) -> str:

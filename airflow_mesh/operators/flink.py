@@ -444,7 +444,7 @@ class UpgradeFlinkJobOperator(_ProgramOperator):
 
         Raises:
             FlinkError: it could not be submitted, or did not become healthy (then it is cancelled).
-            requests.RequestException: Flink did not answer.
+            ServiceUnreachableError: Flink did not answer.
         """
         job_id = program.submit(self.hook, self._settings(savepoint, allow_non_restored_state))
         self._record(self.job_name, job_id)

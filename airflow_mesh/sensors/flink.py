@@ -8,13 +8,13 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-import requests
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_mesh.flink.health import HealthPolicy, Verdict
 from airflow_mesh.hooks.flink import FlinkHook, FlinkJobNotFoundError
+from airflow_mesh.hooks.rest import ServiceUnreachableError
 from airflow_mesh.triggers.flink import FlinkJobHealthTrigger
 
 # Each REST call of a poke is bounded: the poke interval is the retry.
@@ -89,7 +89,7 @@ class FlinkJobHealthSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> FlinkHook:
-        return FlinkHook(self.flink_conn_id, timeout=POKE_REQUEST_TIMEOUT, retries=1)
+        return FlinkHook.for_polling(self.flink_conn_id, POKE_REQUEST_TIMEOUT)
 
     @property
     def policy(self) -> HealthPolicy:
@@ -137,8 +137,8 @@ class FlinkJobHealthSensor(BaseSensorOperator):
             health = self.hook.job_health(job_id, self.policy, since_ms)
         except FlinkJobNotFoundError as exc:
             raise AirflowException(self.hook.vanished_message(self.job_name, self.job_id)) from exc
-        except requests.RequestException as exc:
-            self.log.warning("Not yet healthy: Flink at %s did not answer (%s)", self.hook.base_url, exc)
+        except ServiceUnreachableError as exc:
+            self.log.warning("Not yet healthy: %s", exc)
             return False
         verdict = health.verdict()
         if verdict is Verdict.FAIL:

@@ -7,11 +7,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import requests
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_mesh.flink.health import HealthPolicy, Verdict
 from airflow_mesh.hooks.flink import FlinkHook, FlinkJobNotFoundError
+from airflow_mesh.hooks.rest import ServiceUnreachableError
 
 # Each REST call of a poll is bounded: the poll interval is the retry.
 POLL_REQUEST_TIMEOUT = 10.0
@@ -79,7 +79,7 @@ class FlinkJobHealthTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = FlinkHook(self.flink_conn_id, timeout=POLL_REQUEST_TIMEOUT, retries=1)
+        hook = FlinkHook.for_polling(self.flink_conn_id, POLL_REQUEST_TIMEOUT)
         policy = HealthPolicy(self.max_restarts, self.restart_window, self.checkpoint_age_factor,
                               self.max_checkpoint_age, self.healthy_for, self.progress_check)
         try:
@@ -93,8 +93,8 @@ class FlinkJobHealthTrigger(BaseTrigger):
                     message = await hook.avanished_message(self.job_name, self.job_id)
                     yield TriggerEvent({"status": "failed", "message": message, "job_id": self.job_id})
                     return
-                except requests.RequestException as exc:
-                    self.log.warning("Not yet healthy: Flink at %s did not answer (%s)", hook.base_url, exc)
+                except ServiceUnreachableError as exc:
+                    self.log.warning("Not yet healthy: %s", exc)
                 else:
                     verdict = health.verdict()
                     if verdict is Verdict.DONE:

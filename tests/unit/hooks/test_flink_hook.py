@@ -174,8 +174,8 @@ class TestHealth:
         import requests
 
         requests_mock.get(f"{URL}/jobs/j1", exc=requests.ConnectionError("connection refused"))
-        with pytest.raises(FlinkTimeoutError, match=r"not healthy after 0s: Flink at http://flink.test:8081 did "
-                                                    r"not answer: connection refused"):
+        with pytest.raises(FlinkTimeoutError, match=r"not healthy after 0s: Flink at http://flink.test:8081 is "
+                                                    r"unreachable: connection refused \(GET /jobs/j1\)"):
             hook.wait_until_healthy("j1", timeout=0, poll_interval=0)
 
     def test_source_progress_reads_each_source_operators_metrics(self, hook, requests_mock):

@@ -127,7 +127,8 @@ class TestSensor:
         started = time.monotonic()
         assert sensor().poke({}) is False
         assert time.monotonic() - started < 15
-        assert f"Not yet healthy: Flink at http://127.0.0.1:{port}" in capsys.readouterr().out
+        assert f"Not yet healthy: Flink at http://127.0.0.1:{port} is unreachable: connection refused" in \
+            capsys.readouterr().out
 
     def test_a_vanished_job_fails_the_sensor_saying_so(self, requests_mock):
         requests_mock.get(f"{URL}/jobs/j1", status_code=404, json={"errors": [
