@@ -102,7 +102,7 @@ class IncrementalSnapshotSensor(BaseSensorOperator):
 
     @cached_property
     def _hook(self) -> KafkaConnectHook:
-        return KafkaConnectHook(self.kafka_connect_conn_id)
+        return KafkaConnectHook.for_polling(self.kafka_connect_conn_id)
 
     @cached_property
     def _config(self) -> dict[str, str]:

@@ -113,7 +113,7 @@ class IncrementalSnapshotTrigger(BaseTrigger):
 
     async def _failure(self, connector_name: str) -> str | None:
         """What the connector's status says stops the snapshot, None when nothing does."""
-        status = await KafkaConnectHook(self.kafka_connect_conn_id).aget_connector_status(connector_name)
+        status = await KafkaConnectHook.for_polling(self.kafka_connect_conn_id).aget_connector_status(connector_name)
         return task_failure(status)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
