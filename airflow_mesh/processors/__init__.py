@@ -39,6 +39,7 @@ from airflow_mesh.processors.registry import (
     ProcessorRegistry,
     RegisteredProcessor,
     RegistryError,
+    RegistryProblem,
     UnknownProcessorError,
     create_processor,
     default_registry,
@@ -48,7 +49,7 @@ from airflow_mesh.processors.steps import Aggregate, Derive, Enrich, Filter, Pro
 __all__ = [
     "Aggregate", "Avro", "Column", "DebeziumAvro", "DebeziumJson", "DeclarationError", "Deployment", "Derive",
     "Enrich", "Filter", "Format", "Input", "Invalid", "Json", "KafkaCluster", "KafkaInput", "KafkaOutput", "Output",
-    "Plan", "Processor", "ProcessorRegistry", "Project", "RegisteredProcessor", "RegistryError", "Relation", "Rename",
-    "Step", "Union", "UnknownProcessorError", "View", "compile_sql", "create_processor", "default_registry",
-    "format_named", "output_as_input", "plan",
+    "Plan", "Processor", "ProcessorRegistry", "Project", "RegisteredProcessor", "RegistryError", "RegistryProblem",
+    "Relation", "Rename", "Step", "Union", "UnknownProcessorError", "View", "compile_sql", "create_processor",
+    "default_registry", "format_named", "output_as_input", "plan",
 ]
