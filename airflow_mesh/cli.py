@@ -1,7 +1,7 @@
 """``airflow-mesh``: the provider's command line, one subcommand per capability.
 
     airflow-mesh backfill --source ... --table ... --target ... --target-name ...   (see ``backfill --help``)
-    airflow-mesh processors                                                          (the registered processors)
+    airflow-mesh processors [list|explain NAME|validate [NAME ...]]                  (see ``processors --help``)
 
 Each subcommand is also a module: ``python -m airflow_mesh.backfill``, ``python -m airflow_mesh.processors``.
 """
@@ -12,7 +12,7 @@ import sys
 
 COMMANDS = {
     "backfill": "copy a table between datastores, resumable and verified",
-    "processors": "list the registered stream processors",
+    "processors": "list, explain (print the Flink SQL) and validate the registered stream processors",
 }
 
 
@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return backfill(rest)
     from airflow_mesh.processors.__main__ import main as processors
 
-    processors()
-    return 0
+    return processors(rest, prog="airflow-mesh processors")
 
 
 if __name__ == "__main__":

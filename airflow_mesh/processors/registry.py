@@ -192,8 +192,9 @@ class RegisteredProcessor:
         Raises:
             RegistryError: the factory cannot be loaded, or Python cannot tell its signature.
         """
+        factory = self.factory
         try:
-            return inspect.signature(self.factory)
+            return inspect.signature(factory)
         except (TypeError, ValueError) as exc:
             raise RegistryError(f"processor {self.name!r} ({self.source or self.origin}): {exc}") from exc
 

@@ -19,7 +19,7 @@ from airflow_mesh.processors import (
     default_registry,
     registry,
 )
-from airflow_mesh.processors.__main__ import main as list_processors
+from airflow_mesh.processors.__main__ import list_processors
 
 COLUMNS = {"id": "BIGINT", "status": "STRING", "amount": "DECIMAL(12, 2)"}
 DEPLOYMENT = Deployment("job", KafkaCluster("broker:9092"))
