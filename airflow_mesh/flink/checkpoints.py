@@ -26,11 +26,13 @@ class JobRecord:
         job_name: The job's name (``pipeline.name``).
         job_id: The id of the job last submitted or reconnected to under that name.
         checkpoint: The latest completed checkpoint seen, when one was (it may have been subsumed since).
+        fingerprint: The digest of the declaration the job runs (``FlinkProgram.fingerprint``), when known.
     """
 
     job_name: str
     job_id: str
     checkpoint: str | None = None
+    fingerprint: str | None = None
 
     def to_json(self) -> str:
         """The record as the JSON text stored beside the checkpoints."""
@@ -46,7 +48,7 @@ class JobRecord:
         data = json.loads(text)
         if not isinstance(data, dict) or not isinstance(data.get("job_id"), str):
             raise ValueError(f"not a job record: {text[:200]!r}")
-        return cls(data.get("job_name", ""), data["job_id"], data.get("checkpoint"))
+        return cls(data.get("job_name", ""), data["job_id"], data.get("checkpoint"), data.get("fingerprint"))
 
 
 def record_path(checkpoint_dir: str, job_name: str) -> str:

@@ -6,6 +6,8 @@ A program knows how to check itself before anything is submitted and how to subm
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -78,6 +80,21 @@ class FlinkProgram(ABC):
     def describe(self) -> str:
         """One line naming the program, for logs."""
 
+    def fingerprint(self, job_name: str) -> str:
+        """A digest of what the job runs: equal for the same declaration, different for a changed one.
+
+        Args:
+            job_name: The name the job has (a processor's SQL depends on it).
+
+        Returns:
+            ``sha256:`` and 16 hex digits.
+        """
+        return _digest(self._declaration(job_name))
+
+    @abstractmethod
+    def _declaration(self, job_name: str) -> str:
+        """The text the fingerprint is a digest of."""
+
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={value!r}" for name, value in vars(self).items())
         return f"{type(self).__name__}({fields})"
@@ -100,6 +117,9 @@ class FlinkSql(FlinkProgram):
 
     def describe(self) -> str:
         return f"Flink SQL script ({len(self.script.splitlines())} lines)"
+
+    def _declaration(self, job_name: str) -> str:
+        return self.script
 
 
 class FlinkProcessor(FlinkProgram):
@@ -156,6 +176,9 @@ class FlinkProcessor(FlinkProgram):
     def submit(self, hook: FlinkHook, settings: RunSettings) -> str:
         return hook.submit_sql(self.sql(settings.job_name), job_name=settings.job_name, **settings.run_options())
 
+    def _declaration(self, job_name: str) -> str:
+        return self.sql(job_name)
+
     def describe(self) -> str:
         if isinstance(self.processor, Processor):
             return f"processor {self.processor.name}"
@@ -181,6 +204,9 @@ class PyFlinkProgram(FlinkProgram):
 
     def describe(self) -> str:
         return f"PyFlink program {self.path}"
+
+    def _declaration(self, job_name: str) -> str:
+        return json.dumps({"path": self.path, "args": list(self.args)})
 
 
 class FlinkJar(FlinkProgram):
@@ -212,3 +238,11 @@ class FlinkJar(FlinkProgram):
 
     def describe(self) -> str:
         return f"jar {Path(self.jar).name}" + (f" ({self.entry_class})" if self.entry_class else "")
+
+    def _declaration(self, job_name: str) -> str:
+        jar = hashlib.sha256(Path(self.jar).read_bytes()).hexdigest() if Path(self.jar).is_file() else self.jar
+        return json.dumps({"jar": jar, "entry_class": self.entry_class, "args": list(self.args)})
+
+
+def _digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]

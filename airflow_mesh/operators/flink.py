@@ -59,10 +59,11 @@ class _FlinkOperator(BaseOperator):
     def hook(self) -> FlinkHook:
         return FlinkHook(self.flink_conn_id)
 
-    def _record(self, job_name: str, job_id: str, checkpoint: str | None = None) -> None:
-        """Record the id a name runs as (and its latest checkpoint) beside the cluster's checkpoints."""
+    def _record(self, job_name: str, job_id: str, checkpoint: str | None = None,
+                fingerprint: str | None = None) -> None:
+        """Record the id a name runs as (its latest checkpoint, its declaration's digest) beside the checkpoints."""
         try:
-            if not self.hook.write_job_record(JobRecord(job_name, job_id, checkpoint)):
+            if not self.hook.write_job_record(JobRecord(job_name, job_id, checkpoint, fingerprint)):
                 self.log.warning("The Flink cluster has no execution.checkpointing.dir: if its JobManager loses "
                                  "job %s, it cannot be resumed from a checkpoint", job_name)
         except OSError as exc:
@@ -127,7 +128,9 @@ class SubmitFlinkJobOperator(ResumableJobMixin, _ProgramOperator):
     """Submit a program as a named job and wait until it is healthy; reconnect instead when it already runs.
 
     Idempotent three times over: a job of that name that is not ended is reconnected to rather than
-    submitted again; a retry of the task reconnects to the job its earlier try submitted (the job id
+    submitted again, if it runs the same declaration (the digest of its compiled program, recorded
+    with the job: a changed declaration fails the task, "declaration changed: use
+    UpgradeFlinkJobOperator"); a retry of the task reconnects to the job its earlier try submitted (the job id
     is kept in the task's ``task_state_store``, Airflow 3.3's ``ResumableJobMixin``); and a job the
     cluster lost (its JobManager restarted without high availability) or that FAILED is resumed
     from its latest retained checkpoint, with a log line that says so, instead of starting over
@@ -177,6 +180,7 @@ class SubmitFlinkJobOperator(ResumableJobMixin, _ProgramOperator):
         self.startup_timeout = startup_timeout
         self.resume_lost_job = resume_lost_job
         self._job: dict[str, Any] | None = None
+        self._fingerprint: str | None = None
 
     def execute(self, context: Any) -> str:
         self.program.check(self.job_name)
@@ -190,12 +194,14 @@ class SubmitFlinkJobOperator(ResumableJobMixin, _ProgramOperator):
             the savepoint given or the lost job's checkpoint, or None), ``"submitted": False`` for
             one that already ran under the name.
         """
+        fingerprint = self.program.fingerprint(self.job_name)
         running = self.hook.find_jobs(self.job_name, active_only=True)
         if running:
             job = running[0]
+            self._fingerprint = self._running_declaration(job["jid"], fingerprint)
             self.log.info("Flink job %s is already %s as %s: reconnecting to it instead of submitting another",
                           self.job_name, job["state"], job["jid"])
-            self._record(self.job_name, job["jid"])
+            self._record(self.job_name, job["jid"], fingerprint=self._fingerprint)
             self._job = {"job_id": job["jid"], "submitted": False, "restored_from": None}
             return self._job
         restore = self.savepoint_path
@@ -205,9 +211,37 @@ class SubmitFlinkJobOperator(ResumableJobMixin, _ProgramOperator):
         job_id = self.program.submit(self.hook, self._settings(restore, self.allow_non_restored_state))
         self.log.info("Submitted %s as Flink job %s (%s) in %.1fs%s", self.program.describe(), self.job_name, job_id,
                       time.monotonic() - started, f", restored from {restore}" if restore else "")
-        self._record(self.job_name, job_id)
+        self._fingerprint = fingerprint
+        self._record(self.job_name, job_id, fingerprint=fingerprint)
         self._job = {"job_id": job_id, "submitted": True, "restored_from": restore}
         return self._job
+
+    def _running_declaration(self, job_id: str, fingerprint: str) -> str | None:
+        """Check that the job that runs under the name runs this declaration.
+
+        Returns:
+            The fingerprint to keep recording: this declaration's when the record says the running
+            job runs it, None when the record cannot tell (a job from before fingerprints, or
+            submitted by something else).
+
+        Raises:
+            AirflowException: the record says the running job runs another declaration.
+        """
+        try:
+            record = self.hook.read_job_record(self.job_name)
+        except OSError as exc:
+            self.log.warning("Cannot read the record of Flink job %s: %s", self.job_name, exc)
+            record = None
+        if record is None or record.job_id != job_id or record.fingerprint is None:
+            self.log.warning("Cannot tell whether Flink job %s (%s) runs this declaration (no record of it): "
+                             "reconnecting to it as it is", self.job_name, job_id)
+            return None
+        if record.fingerprint != fingerprint:
+            raise AirflowException(
+                f"declaration changed: Flink job {self.job_name} runs as {job_id} a declaration other than this "
+                f"task's ({record.fingerprint}, this task's is {fingerprint}); use UpgradeFlinkJobOperator to "
+                "replace it through a savepoint, or stop it first")
+        return fingerprint
 
     def get_job_status(self, external_id: Any, context: Any) -> str:
         """The state of the job a previous try stored (``UNKNOWN`` when the cluster forgot it)."""
@@ -243,7 +277,7 @@ class SubmitFlinkJobOperator(ResumableJobMixin, _ProgramOperator):
     def _record_checkpoint(self, health: JobHealth, context: Any) -> None:
         if health.latest_checkpoint is None:
             return
-        self._record(self.job_name, health.job_id, health.latest_checkpoint)
+        self._record(self.job_name, health.job_id, health.latest_checkpoint, self._fingerprint)
         ti = context.get("ti") if hasattr(context, "get") else None
         if ti is not None:
             ti.xcom_push(key="checkpoint", value=health.latest_checkpoint)
@@ -447,7 +481,7 @@ class UpgradeFlinkJobOperator(_ProgramOperator):
             ServiceUnreachableError: Flink did not answer.
         """
         job_id = program.submit(self.hook, self._settings(savepoint, allow_non_restored_state))
-        self._record(self.job_name, job_id)
+        self._record(self.job_name, job_id, fingerprint=program.fingerprint(self.job_name))
         self.log.info("Submitted %s as %s from %s", program.describe(), job_id, savepoint)
         try:
             self.hook.wait_until_healthy(job_id, HealthPolicy(self.max_restarts, healthy_for=self.healthy_for),

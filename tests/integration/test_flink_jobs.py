@@ -141,6 +141,21 @@ def test_upgrade_through_a_savepoint_keeps_the_running_counts(flink, job_name, n
     assert [job["jid"] for job in flink.find_jobs(name, active_only=True)] == [result["job_id"]]
 
 
+def test_a_changed_declaration_under_a_running_name_is_refused(flink, job_name, new_topic):
+    source, output = new_topic("orders"), new_topic("orders-per-customer")
+    name = job_name("changed")
+    v1 = FlinkProcessor(counts_processor(source, output))
+    first = SubmitFlinkJobOperator(task_id="submit", job_name=name, program=v1, wait_until_healthy=False).execute({})
+    same = FlinkProcessor(counts_processor(source, output))
+    assert SubmitFlinkJobOperator(task_id="again", job_name=name, program=same,
+                                  wait_until_healthy=False).execute({}) == first
+    changed = FlinkProcessor(counts_processor(source, output, skip_negative=True))
+    with pytest.raises(AirflowException, match=r"declaration changed: Flink job .* runs as .* a declaration other "
+                                               r"than this task's .*use UpgradeFlinkJobOperator"):
+        SubmitFlinkJobOperator(task_id="changed", job_name=name, program=changed, wait_until_healthy=False).execute({})
+    assert flink.get_job(first)["state"] not in ENDED_STATES  # the running job is left as it is
+
+
 def test_an_upgrade_that_cannot_start_rolls_back_to_the_previous_version(flink, job_name, new_topic,
                                                                          bootstrap_servers):
     source, more, output = new_topic("orders"), new_topic("more-orders"), new_topic("orders-per-customer")

@@ -45,3 +45,8 @@ def test_record_round_trip_and_path():
 def test_a_foreign_file_is_not_a_record():
     with pytest.raises(ValueError, match="not a job record"):
         JobRecord.from_json('["x"]')
+
+
+def test_a_record_without_a_fingerprint_reads_as_none():
+    """Records written before fingerprints were kept still read."""
+    assert JobRecord.from_json('{"job_name": "a", "job_id": "j"}').fingerprint is None
