@@ -49,13 +49,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def _connection(conn_id: str) -> dict[str, Any]:
-    value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
-    if value is None:
-        pytest.fail(f"connection {conn_id!r} is not defined: start the stack with `make up`")
-    return json.loads(value)
-
-
 def _load_stack() -> ModuleType:
     spec = importlib.util.spec_from_file_location("mesh_stack_for_faults", STACK_PY)
     assert spec is not None and spec.loader is not None
@@ -133,24 +126,6 @@ def stack_service(stack_module: ModuleType) -> Iterator[Callable[[str], StackSer
 
 
 # ---------------------------------------------------------------- a CDC source
-
-
-@pytest.fixture(scope="session")
-def postgres_conninfo() -> str:
-    conn = _connection("postgres_mesh")
-    return (f"host={conn['host']} port={conn['port']} user={conn['login']} "
-            f"password={conn['password']} dbname={conn['schema']}")
-
-
-@pytest.fixture(scope="session")
-def bootstrap_servers() -> str:
-    return _connection("kafka_default")["extra"]["bootstrap.servers"]
-
-
-@pytest.fixture(scope="session")
-def connect_url() -> str:
-    conn = _connection("kafka_connect_default")
-    return f"{conn.get('schema') or 'http'}://{conn['host']}:{conn['port']}"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import pytest
 from airflow.sdk.exceptions import AirflowException
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from airflow_mesh.flink.health import HealthPolicy, Verdict
 from airflow_mesh.hooks.flink import FlinkHook
@@ -91,23 +90,6 @@ def read_ids(bootstrap: str, topic: str, expected: set[int], timeout: float = 12
     return seen
 
 
-@pytest.fixture
-def topics(bootstrap_servers: str) -> Iterator[Callable[[str], str]]:
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    made: list[str] = []
-
-    def make(prefix: str) -> str:
-        name = f"faults-{prefix}-{uuid.uuid4().hex[:8]}"
-        admin.create_topics([NewTopic(name, 2, 1)])[name].result(30)
-        made.append(name)
-        return name
-
-    yield make
-    if made:
-        for future in admin.delete_topics(made).values():
-            future.exception(30)
-
-
 @dataclass
 class Pipeline:
     name: str
@@ -126,8 +108,8 @@ class Pipeline:
 
 
 @pytest.fixture
-def pipeline(topics: Callable[[str], str], bootstrap_servers: str) -> Iterator[Pipeline]:
-    source, output = topics("in"), topics("out")
+def pipeline(new_topic: Callable[..., str], bootstrap_servers: str) -> Iterator[Pipeline]:
+    source, output = new_topic("faults-in", partitions=2), new_topic("faults-out", partitions=2)
     name = f"faults-copy-{uuid.uuid4().hex[:8]}"
     producer = NumberedProducer(bootstrap_servers, source)
     yield Pipeline(name, source, output, producer)

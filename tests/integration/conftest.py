@@ -1,9 +1,10 @@
-"""Integration tests run against the real services of stack/ (`make up`); nothing here is mocked."""
+"""Integration tests run against the real services of stack/ (`make up`); nothing here is mocked.
+
+The fixtures that locate the stack's services (``bootstrap_servers``, ``postgres_conninfo``,
+``new_topic``, ...) live in tests/conftest.py, shared with the fault tests."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,67 +12,12 @@ from collections.abc import Iterator
 import pytest
 import requests
 from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-
-
-def _connection(conn_id: str) -> dict:
-    value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
-    if value is None:
-        pytest.fail(f"connection {conn_id!r} is not defined: start the stack with `make up` "
-                    "(it writes .stack/connections.env) or export AIRFLOW_CONN_{conn_id.upper()}")
-    return json.loads(value)
-
-
-@pytest.fixture(scope="session")
-def bootstrap_servers() -> str:
-    return _connection("kafka_default")["extra"]["bootstrap.servers"]
-
-
-@pytest.fixture(scope="session")
-def connect_url() -> str:
-    conn = _connection("kafka_connect_default")
-    return f"{conn.get('schema') or 'http'}://{conn['host']}:{conn['port']}"
-
-
-@pytest.fixture(scope="session")
-def flink_url() -> str:
-    conn = _connection("flink_default")
-    return f"{conn.get('schema') or 'http'}://{conn['host']}:{conn['port']}"
-
-
-@pytest.fixture(scope="session")
-def postgres_conninfo() -> str:
-    conn = _connection("postgres_mesh")
-    return (f"host={conn['host']} port={conn['port']} user={conn['login']} "
-            f"password={conn['password']} dbname={conn['schema']}")
-
-
-@pytest.fixture(scope="session")
-def kafka_admin(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers})
-
-
-@pytest.fixture
-def new_topic(kafka_admin: AdminClient) -> Iterator:
-    """A factory of fresh, uniquely named topics, deleted after the test."""
-    created: list[str] = []
-
-    def make(prefix: str = "test", partitions: int = 1) -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        kafka_admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
-        created.append(name)
-        return name
-
-    yield make
-    if created:
-        for future in kafka_admin.delete_topics(created).values():
-            future.result(timeout=30)
 
 
 @pytest.fixture
