@@ -302,10 +302,8 @@ def assess(observation: Observation, policy: HealthPolicy, since_ms: int | None 
             reasons.append(f"it failed {recent} times in the last {policy.restart_window:.0f}s, "
                            f"more than the {policy.max_restarts} allowed")
     age = None
-    if checkpointing:
-        age = max(0.0, (now - (ack if ack is not None else running_since)) / 1000)
-        if ack is not None and ack < running_since:  # none since the job last became RUNNING
-            age = max(0.0, (now - running_since) / 1000)
+    if checkpointing:  # since the latest checkpoint, or since the job last became RUNNING when none has since
+        age = max(0.0, (now - max(ack or 0, running_since)) / 1000)
     if reasons:
         return JobHealth(job["jid"], job.get("name", "?"), state, Health.FAILED, vertex_states,
                          observation.restarts, recent, 0.0, age, False,

@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -431,7 +432,14 @@ class FlinkHook(RestApiHook):
         return {item["key"]: item["value"] for item in self._request("GET", "/jobmanager/config")}
 
     def checkpoint_dir(self) -> str | None:
-        """The cluster's checkpoint directory URI (``execution.checkpointing.dir``), None when it has none."""
+        """The cluster's checkpoint directory URI (``execution.checkpointing.dir``), None when it has none.
+
+        Read from the cluster once per hook: a task's records and checkpoints all live under it.
+        """
+        return self._checkpoint_dir
+
+    @cached_property
+    def _checkpoint_dir(self) -> str | None:
         config = self.cluster_config()
         return config.get("execution.checkpointing.dir") or config.get("state.checkpoints.dir")
 
